@@ -1,0 +1,142 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ConfigError, loadConfig, type Config } from '../config.js';
+import { openDatabase } from '../db/database.js';
+import { ApiKeys } from '../domain/api-keys.js';
+import { ApiError } from '../domain/errors.js';
+import { startServer } from '../server.js';
+
+/** A mistake in how the command was called: exit code 2. */
+class UsageError extends Error {}
+
+const USAGE = `usage: keyframe <command>
+
+  serve                                   start the server
+  users create <user_id>                  add a user
+  users list [--json]                     list users with their webhook secrets
+  keys create --user <user_id> [--scope <scope>]... [--name <label>] [--json]
+                                          create an API key (printed once)
+  keys list [--user <user_id>] [--json]   list keys (never the keys themselves)
+  keys revoke <key_id>                    revoke a key; it fails from the next request on
+
+Configuration comes from the environment (see README); the CLI uses the same
+KEYFRAME_DATA_DIR as the server.`;
+
+type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
+
+/** Runs one CLI command; resolves to the process exit code (0 ok, 1 failure, 2 usage). */
+export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: Out): Promise<number> {
+  try {
+    const [group, action, ...rest] = argv;
+    if (group === undefined || group === 'help' || group === '--help' || group === '-h') {
+      out.stdout(USAGE);
+      return group === undefined ? 2 : 0;
+    }
+    const config = loadConfig(env);
+    if (group === 'serve') return await serve(config, out);
+    if (group === 'users' && action === 'create') return await withKeys(config, (k) => usersCreate(k, rest, out));
+    if (group === 'users' && action === 'list') return await withKeys(config, (k) => usersList(k, rest, out));
+    if (group === 'keys' && action === 'create') return await withKeys(config, (k) => keysCreate(k, rest, out));
+    if (group === 'keys' && action === 'list') return await withKeys(config, (k) => keysList(k, rest, out));
+    if (group === 'keys' && action === 'revoke') return await withKeys(config, (k) => keysRevoke(k, rest, out));
+    throw new UsageError(`unknown command: ${argv.slice(0, 2).join(' ')}`);
+  } catch (err) {
+    if (err instanceof UsageError || isParseArgsError(err)) {
+      out.stderr(`keyframe: ${(err as Error).message} (see keyframe --help)`);
+      return 2;
+    }
+    if (err instanceof ConfigError || err instanceof ApiError) {
+      out.stderr(`keyframe: ${err.message}`);
+      return 1;
+    }
+    out.stderr(`keyframe: ${(err as Error).message ?? String(err)}`);
+    return 1;
+  }
+}
+
+async function serve(config: Config, out: Out): Promise<number> {
+  const server = await startServer(config);
+  out.stderr(`keyframe listening on ${server.url} (data in ${config.dataDir})`);
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await server.close();
+  return 0;
+}
+
+async function withKeys(config: Config, run: (keys: ApiKeys) => Promise<number>): Promise<number> {
+  const db = await openDatabase(config.dataDir);
+  try {
+    return await run(new ApiKeys(db));
+  } finally {
+    await db.destroy();
+  }
+}
+
+function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, positionals: number) {
+  const parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+  if (parsed.positionals.length !== positionals) {
+    throw new UsageError(positionals === 0 ? `unexpected argument: ${parsed.positionals[0]}` : 'missing or extra argument');
+  }
+  return parsed;
+}
+
+async function usersCreate(keys: ApiKeys, args: string[], out: Out): Promise<number> {
+  const { positionals } = parse(args, {}, 1);
+  const { id, created } = await keys.createUser(positionals[0]!);
+  out.stdout(created ? `created user ${id}` : `user ${id} already exists`);
+  return 0;
+}
+
+async function usersList(keys: ApiKeys, args: string[], out: Out): Promise<number> {
+  const { values } = parse(args, { json: { type: 'boolean' } }, 0);
+  const users = await keys.listUsers();
+  if (values.json) out.stdout(JSON.stringify(users));
+  else for (const u of users) out.stdout(`${u.id}\tcreated ${u.created_at}\twebhook secret ${u.webhook_secret}`);
+  return 0;
+}
+
+async function keysCreate(keys: ApiKeys, args: string[], out: Out): Promise<number> {
+  const { values } = parse(
+    args,
+    { user: { type: 'string' }, scope: { type: 'string', multiple: true }, name: { type: 'string' }, json: { type: 'boolean' } },
+    0,
+  );
+  if (!values.user) throw new UsageError('--user <user_id> is required');
+  const created = await keys.createKey({ userId: values.user, scopes: values.scope, name: values.name ?? null });
+  if (values.json) {
+    const { id, key, user_id, scopes, name, created_at } = created;
+    out.stdout(JSON.stringify({ id, key, user_id, scopes, name, created_at }));
+  } else {
+    out.stdout(created.key);
+    out.stderr(`created ${created.id} for ${created.user_id} with scopes ${created.scopes.join(',')}; the key is shown only this once`);
+  }
+  return 0;
+}
+
+async function keysList(keys: ApiKeys, args: string[], out: Out): Promise<number> {
+  const { values } = parse(args, { user: { type: 'string' }, json: { type: 'boolean' } }, 0);
+  const list = await keys.listKeys(values.user);
+  if (values.json) out.stdout(JSON.stringify(list));
+  else
+    for (const k of list) {
+      const state = k.revoked_at ? `revoked ${k.revoked_at}` : 'active';
+      out.stdout(`${k.id}\t${k.user_id}\t${k.display_prefix}…\t${k.scopes.join(',')}\t${state}\t${k.name ?? ''}`);
+    }
+  return 0;
+}
+
+async function keysRevoke(keys: ApiKeys, args: string[], out: Out): Promise<number> {
+  const { positionals } = parse(args, {}, 1);
+  if (!(await keys.revokeKey(positionals[0]!))) {
+    out.stderr(`keyframe: no key ${positionals[0]}`);
+    return 1;
+  }
+  out.stdout(`revoked ${positionals[0]}`);
+  return 0;
+}
+
+function isParseArgsError(err: unknown): boolean {
+  return typeof (err as { code?: unknown })?.code === 'string' && (err as { code: string }).code.startsWith('ERR_PARSE_ARGS');
+}

@@ -1,0 +1,187 @@
+import path from 'node:path';
+
+/**
+ * Keyframe's whole configuration. It is read from the environment once, by
+ * `loadConfig`, at start-up, and then passed to whatever needs it: no module
+ * reads `process.env` on its own.
+ */
+export interface Config {
+  /** Interface the HTTP server binds to (`HOST`, default 127.0.0.1). */
+  host: string;
+  /** TCP port (`PORT`, default 3000; 0 picks a free port). */
+  port: number;
+  /** Holds the SQLite database, the disk object store and the signing secret (`KEYFRAME_DATA_DIR`, default ./data). */
+  dataDir: string;
+  /**
+   * Base URL that clients reach this server at (`KEYFRAME_PUBLIC_URL`); upload URLs of
+   * the disk store point here. Default: http://HOST:PORT (resolved after listen when PORT=0).
+   */
+  publicUrl: string | null;
+  /** Lifetime of a presigned upload URL in seconds (`KEYFRAME_UPLOAD_URL_TTL_SECONDS`, default 900). */
+  uploadUrlTtlSeconds: number;
+  /**
+   * Browser origins allowed to call the API and PUT to upload URLs
+   * (`KEYFRAME_CORS_ORIGINS`, comma-separated, `*` for any; default none).
+   */
+  corsOrigins: string[];
+  /**
+   * Secret that signs the disk store's upload URLs (`KEYFRAME_SIGNING_SECRET`, at least 32
+   * characters). Default: a random one generated on first start and kept in the data dir.
+   */
+  signingSecret: string | null;
+  /** pino log level (`LOG_LEVEL`, default info). */
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Where objects live (`KEYFRAME_STORAGE`): `disk` (default, embedded) or `s3`. */
+  storage: 'disk' | 's3';
+  /** S3 settings; required when storage is `s3`. */
+  s3: S3Config | null;
+}
+
+export interface S3Config {
+  /** `S3_ENDPOINT`, e.g. http://127.0.0.1:7480; unset means AWS S3 itself. */
+  endpoint: string | null;
+  /** `S3_REGION`, default us-east-1. */
+  region: string;
+  /** `S3_BUCKET`, required. */
+  bucket: string;
+  /** `S3_ACCESS_KEY_ID`, required. */
+  accessKeyId: string;
+  /** `S3_SECRET_ACCESS_KEY`, required. */
+  secretAccessKey: string;
+  /** `S3_FORCE_PATH_STYLE` (true for Ceph RGW and MinIO; default true when an endpoint is set). */
+  forcePathStyle: boolean;
+  /** `S3_CREATE_BUCKET=true`: create the bucket at start-up when it is missing. */
+  createBucket: boolean;
+  /** `S3_APPLY_CORS=true`: put a CORS rule for `corsOrigins` on the bucket at start-up. */
+  applyCors: boolean;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration: ${problems.join('; ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Reads and validates the configuration; throws a ConfigError listing every bad value. */
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+  const read = new EnvReader(env, problems);
+
+  const host = read.string('HOST', '127.0.0.1');
+  const port = read.integer('PORT', 3000, 0, 65535);
+  const publicUrl = read.url('KEYFRAME_PUBLIC_URL');
+  const storage = read.oneOf('KEYFRAME_STORAGE', ['disk', 's3'] as const, 'disk');
+  const signingSecret = read.optionalString('KEYFRAME_SIGNING_SECRET');
+  if (signingSecret !== null && signingSecret.length < 32) {
+    problems.push('KEYFRAME_SIGNING_SECRET must be at least 32 characters');
+  }
+
+  const config: Config = {
+    host,
+    port,
+    dataDir: path.resolve(read.string('KEYFRAME_DATA_DIR', './data')),
+    publicUrl: publicUrl === null ? null : publicUrl.replace(/\/+$/, ''),
+    uploadUrlTtlSeconds: read.integer('KEYFRAME_UPLOAD_URL_TTL_SECONDS', 900, 1, 7 * 24 * 3600),
+    corsOrigins: read.list('KEYFRAME_CORS_ORIGINS'),
+    signingSecret,
+    logLevel: read.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
+    storage,
+    s3: storage === 's3' ? readS3(read) : null,
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+function readS3(read: EnvReader): S3Config {
+  const endpoint = read.url('S3_ENDPOINT');
+  return {
+    endpoint,
+    region: read.string('S3_REGION', 'us-east-1'),
+    bucket: read.required('S3_BUCKET'),
+    accessKeyId: read.required('S3_ACCESS_KEY_ID'),
+    secretAccessKey: read.required('S3_SECRET_ACCESS_KEY'),
+    forcePathStyle: read.boolean('S3_FORCE_PATH_STYLE', endpoint !== null),
+    createBucket: read.boolean('S3_CREATE_BUCKET', false),
+    applyCors: read.boolean('S3_APPLY_CORS', false),
+  };
+}
+
+/** Parses one variable at a time, recording a readable problem for each bad value. */
+class EnvReader {
+  constructor(
+    private readonly env: Env,
+    private readonly problems: string[],
+  ) {}
+
+  private raw(name: string): string | undefined {
+    const value = this.env[name];
+    return value === undefined || value.trim() === '' ? undefined : value.trim();
+  }
+
+  string(name: string, fallback: string): string {
+    return this.raw(name) ?? fallback;
+  }
+
+  optionalString(name: string): string | null {
+    return this.raw(name) ?? null;
+  }
+
+  required(name: string): string {
+    const value = this.raw(name);
+    if (value === undefined) this.problems.push(`${name} is required`);
+    return value ?? '';
+  }
+
+  integer(name: string, fallback: number, min: number, max: number): number {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n < min || n > max) {
+      this.problems.push(`${name} must be an integer from ${min} to ${max}, got "${value}"`);
+      return fallback;
+    }
+    return n;
+  }
+
+  boolean(name: string, fallback: boolean): boolean {
+    const value = this.raw(name)?.toLowerCase();
+    if (value === undefined) return fallback;
+    if (['true', '1', 'yes'].includes(value)) return true;
+    if (['false', '0', 'no'].includes(value)) return false;
+    this.problems.push(`${name} must be true or false, got "${value}"`);
+    return fallback;
+  }
+
+  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    if ((allowed as readonly string[]).includes(value)) return value as T;
+    this.problems.push(`${name} must be one of ${allowed.join(', ')}, got "${value}"`);
+    return fallback;
+  }
+
+  url(name: string): string | null {
+    const value = this.raw(name);
+    if (value === undefined) return null;
+    try {
+      const url = new URL(value);
+      if (url.protocol === 'http:' || url.protocol === 'https:') return value;
+    } catch {
+      // reported below
+    }
+    this.problems.push(`${name} must be an http(s) URL, got "${value}"`);
+    return null;
+  }
+
+  list(name: string): string[] {
+    const value = this.raw(name);
+    if (value === undefined) return [];
+    return value
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
+  }
+}

@@ -1,0 +1,54 @@
+
+
+/** Times are ISO-8601 UTC strings: sortable, and the same on SQLite and PostgreSQL. */
+type Timestamp = string;
+
+export interface UsersTable {
+  id: string;
+  /** Secret that signs this user's webhook deliveries. */
+  webhook_secret: string;
+  created_at: Timestamp;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  user_id: string;
+  /** SHA-256 of the whole key, hex: the key itself is never stored. */
+  key_hash: string;
+  /** First characters of the key, to recognise it in listings. */
+  display_prefix: string;
+  /** JSON array of scope names. */
+  scopes: string;
+  name: string | null;
+  created_at: Timestamp;
+  revoked_at: Timestamp | null;
+}
+
+export type UploadState = 'pending' | 'uploaded' | 'verified' | 'rejected';
+
+export interface UploadsTable {
+  s3_key: string;
+  user_id: string;
+  content_type: string;
+  max_bytes: number;
+  /** Exact length signed into the upload URL, when the client asked for one. */
+  content_length: number | null;
+  file_name: string | null;
+  state: UploadState;
+  size: number | null;
+  sha256: string | null;
+  sniffed_type: string | null;
+  reason: string | null;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  uploaded_at: Timestamp | null;
+  verified_at: Timestamp | null;
+}
+
+export interface Database {
+  users: UsersTable;
+  api_keys: ApiKeysTable;
+  uploads: UploadsTable;
+}
+
+

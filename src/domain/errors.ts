@@ -1,0 +1,43 @@
+/**
+ * The one error catalogue: every error a client can see, with its HTTP status.
+ * Codes up to `generation_error` are Prism's documented ones; the rest are ours,
+ * for cases Prism does not document. `src/http/errors.ts` maps them to HTTP once.
+ */
+export const ERROR_STATUS = {
+  validation_error: 400,
+  pricing_error: 400,
+  unauthorized: 401,
+  insufficient_credits: 402,
+  forbidden: 403,
+  not_found: 404,
+  invalid_template: 422,
+  server_error: 500,
+  generation_error: 500,
+  method_not_allowed: 405,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** An error whose message is safe to show to the client as it is. */
+export class ApiError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = 'ApiError';
+  }
+
+  get status(): number {
+    return ERROR_STATUS[this.code];
+  }
+}
+
+export const INVALID_API_KEY = 'Invalid or missing API key';
+
+export const validationError = (message: string) => new ApiError('validation_error', message);
+export const notFound = (message: string) => new ApiError('not_found', message);

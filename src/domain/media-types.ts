@@ -1,0 +1,63 @@
+/**
+ * The one table of what may be uploaded: each allowed content type, its family,
+ * the extension its keys get, and which sniffed types (as the `file-type` package
+ * names them) count as "the bytes really are this type". Nothing that a browser
+ * would run (SVG, HTML, JavaScript) is here, and nothing may be added that is.
+ */
+export type MediaFamily = 'image' | 'video' | 'audio';
+
+export interface MediaType {
+  contentType: string;
+  family: MediaFamily;
+  extension: string;
+  /** MIME types `file-type` reports for genuine files of this type. */
+  sniffedAs: readonly string[];
+}
+
+/** Upper size limit of each family, as Prism documents (MB = 2^20 bytes). */
+export const MAX_BYTES: Readonly<Record<MediaFamily, number>> = {
+  image: 20 * 1024 * 1024,
+  video: 200 * 1024 * 1024,
+  audio: 50 * 1024 * 1024,
+};
+
+const TABLE: readonly MediaType[] = [
+  { contentType: 'image/png', family: 'image', extension: 'png', sniffedAs: ['image/png', 'image/apng'] },
+  { contentType: 'image/jpeg', family: 'image', extension: 'jpg', sniffedAs: ['image/jpeg'] },
+  { contentType: 'image/webp', family: 'image', extension: 'webp', sniffedAs: ['image/webp'] },
+  { contentType: 'image/gif', family: 'image', extension: 'gif', sniffedAs: ['image/gif'] },
+  { contentType: 'video/mp4', family: 'video', extension: 'mp4', sniffedAs: ['video/mp4', 'video/x-m4v'] },
+  { contentType: 'video/quicktime', family: 'video', extension: 'mov', sniffedAs: ['video/quicktime'] },
+  { contentType: 'video/webm', family: 'video', extension: 'webm', sniffedAs: ['video/webm'] },
+  { contentType: 'audio/mpeg', family: 'audio', extension: 'mp3', sniffedAs: ['audio/mpeg'] },
+  { contentType: 'audio/wav', family: 'audio', extension: 'wav', sniffedAs: ['audio/wav', 'audio/vnd.wave', 'audio/x-wav'] },
+  // An .m4a is an MP4 container: file-type names it by its brand, which encoders set either way.
+  { contentType: 'audio/mp4', family: 'audio', extension: 'm4a', sniffedAs: ['audio/mp4', 'audio/x-m4a', 'video/mp4'] },
+  { contentType: 'audio/aac', family: 'audio', extension: 'aac', sniffedAs: ['audio/aac'] },
+  { contentType: 'audio/ogg', family: 'audio', extension: 'ogg', sniffedAs: ['audio/ogg', 'audio/opus'] },
+  // WebM audio and video share one container; file-type reports both as video/webm.
+  { contentType: 'audio/webm', family: 'audio', extension: 'weba', sniffedAs: ['audio/webm', 'video/webm'] },
+  { contentType: 'audio/flac', family: 'audio', extension: 'flac', sniffedAs: ['audio/flac', 'audio/x-flac'] },
+];
+
+const BY_CONTENT_TYPE = new Map(TABLE.map((t) => [t.contentType, t]));
+
+export const ALLOWED_CONTENT_TYPES: readonly string[] = TABLE.map((t) => t.contentType);
+
+/**
+ * Normalises a Content-Type value as HTTP defines it: the media type is
+ * case-insensitive and parameters (`; charset=...`) do not change it.
+ */
+export function normaliseContentType(value: string): string {
+  return (value.split(';', 1)[0] ?? '').trim().toLowerCase();
+}
+
+/** The table entry for a (normalised or not) content type, or undefined when it is not allowed. */
+export function lookupMediaType(contentType: string): MediaType | undefined {
+  return BY_CONTENT_TYPE.get(normaliseContentType(contentType));
+}
+
+/** The table entry that gave `extension` to keys. */
+export function mediaTypeByExtension(extension: string): MediaType | undefined {
+  return TABLE.find((t) => t.extension === extension);
+}

@@ -1,0 +1,114 @@
+import type { Db } from '../db/database.js';
+import type { UploadsTable } from '../db/schema.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import { ApiError, validationError } from './errors.js';
+import { ALLOWED_CONTENT_TYPES, lookupMediaType, MAX_BYTES } from './media-types.js';
+import { newUploadKey } from './object-keys.js';
+
+export type UploadRecord = UploadsTable;
+
+export interface PresignRequest {
+  kind: string;
+  contentType: string;
+  fileName?: string;
+  /** Ours: exact size in bytes, signed into the URL where the store supports it. */
+  contentLength?: number;
+}
+
+/** Prism's response to a presign, field for field. */
+export interface PresignResponse {
+  s3_key: string;
+  upload_url: string;
+  content_type: string;
+  max_bytes: number;
+}
+
+export interface ArrivedObject {
+  key: string;
+  size: number;
+  sha256: string;
+  contentType: string;
+}
+
+/** Creating upload URLs and keeping the record of each upload. */
+export class Uploads {
+  constructor(
+    private readonly db: Db,
+    private readonly store: ObjectStore,
+    private readonly urlTtlSeconds: number,
+  ) {}
+
+  async presign(userId: string, request: PresignRequest): Promise<PresignResponse> {
+    if (request.kind !== 'upload') throw validationError('kind must be "upload"');
+    const media = lookupMediaType(request.contentType);
+    if (!media) {
+      throw validationError(`Unsupported contentType; allowed: ${ALLOWED_CONTENT_TYPES.join(', ')}`);
+    }
+    const maxBytes = MAX_BYTES[media.family];
+    const contentLength = request.contentLength ?? null;
+    if (contentLength !== null && (contentLength < 1 || contentLength > maxBytes)) {
+      throw validationError(`contentLength must be from 1 to ${maxBytes} for ${media.family} uploads`);
+    }
+    const { key } = newUploadKey(userId, media.extension);
+    const now = new Date();
+    const expiresAt = new Date(now.getTime() + this.urlTtlSeconds * 1000);
+    let uploadUrl: string;
+    try {
+      uploadUrl = await this.store.presignPut({
+        key,
+        contentType: media.contentType,
+        maxBytes,
+        contentLength,
+        expiresInSeconds: this.urlTtlSeconds,
+      });
+    } catch (err) {
+      throw new ApiError('server_error', 'Failed to create upload URL', { cause: err });
+    }
+    await this.db
+      .insertInto('uploads')
+      .values({
+        s3_key: key,
+        user_id: userId,
+        content_type: media.contentType,
+        max_bytes: maxBytes,
+        content_length: contentLength,
+        file_name: request.fileName ?? null,
+        state: 'pending',
+        size: null,
+        sha256: null,
+        sniffed_type: null,
+        reason: null,
+        created_at: now.toISOString(),
+        expires_at: expiresAt.toISOString(),
+        uploaded_at: null,
+        verified_at: null,
+      })
+      .execute();
+    return { s3_key: key, upload_url: uploadUrl, content_type: media.contentType, max_bytes: maxBytes };
+  }
+
+  /**
+   * Records that the store received the whole object. A second PUT of the same
+   * URL replaces the bytes, so whatever was verified before is forgotten.
+   */
+  async recordArrival(object: ArrivedObject): Promise<void> {
+    await this.db
+      .updateTable('uploads')
+      .set({
+        state: 'uploaded',
+        size: object.size,
+        sha256: object.sha256,
+        sniffed_type: null,
+        reason: null,
+        uploaded_at: new Date().toISOString(),
+        verified_at: null,
+      })
+      .where('s3_key', '=', object.key)
+      .execute();
+  }
+
+  /** The caller's upload record; undefined for a missing key and for another user's alike. */
+  async findOwn(userId: string, key: string): Promise<UploadRecord | undefined> {
+    return this.db.selectFrom('uploads').selectAll().where('s3_key', '=', key).where('user_id', '=', userId).executeTakeFirst();
+  }
+}

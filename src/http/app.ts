@@ -1,0 +1,65 @@
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import cors from '@fastify/cors';
+import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { ApiKeys } from '../domain/api-keys.js';
+import type { Uploads } from '../domain/uploads.js';
+import { DiskStore } from '../storage/disk/disk-store.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import { installErrorHandling } from './errors.js';
+import { methodNotAllowed } from './method-not-allowed.js';
+import { objectRoutes } from './routes/objects.js';
+import { presignRoutes } from './routes/presign.js';
+
+/** What the HTTP layer is built from: the domain services and the store. */
+export interface AppDependencies {
+  apiKeys: ApiKeys;
+  uploads: Uploads;
+  store: ObjectStore;
+  corsOrigins: string[];
+  logger: FastifyServerOptions['logger'];
+}
+
+/** JSON bodies of the API are small; anything larger is refused before parsing. */
+const JSON_BODY_LIMIT = 1024 * 1024;
+
+export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: deps.logger,
+    bodyLimit: JSON_BODY_LIMIT,
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+    // Keys of presigned URLs may be long; the default 100-char segment limit would 404 them.
+    routerOptions: { maxParamLength: 1024 },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.decorateRequest('principal', null);
+  installErrorHandling(app);
+
+  if (deps.corsOrigins.length > 0) {
+    await app.register(cors, {
+      origin: deps.corsOrigins.includes('*') ? '*' : deps.corsOrigins,
+      methods: ['GET', 'PUT', 'POST', 'HEAD'],
+      allowedHeaders: ['authorization', 'content-type', 'content-length'],
+      exposedHeaders: ['etag'],
+      maxAge: 600,
+    });
+  }
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Keyframe', description: "Prism's Upload Reference API, self-hosted", version: '0.1.0' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+
+  await app.register(presignRoutes, { apiKeys: deps.apiKeys, uploads: deps.uploads });
+  methodNotAllowed(app, '/api/s3/presign-upload', ['POST']);
+
+  if (deps.store instanceof DiskStore) {
+    await app.register(objectRoutes, { store: deps.store, uploads: deps.uploads });
+  }
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
+  return app;
+}

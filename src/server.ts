@@ -1,0 +1,57 @@
+import net from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import type { Config } from './config.js';
+import { openDatabase, type Db } from './db/database.js';
+import { ApiKeys } from './domain/api-keys.js';
+import { Uploads } from './domain/uploads.js';
+import { buildApp } from './http/app.js';
+import { loggerOptions } from './http/logging.js';
+import { openStore } from './storage/open-store.js';
+
+export interface RunningServer {
+  app: FastifyInstance;
+  db: Db;
+  /** The base URL the server answers at. */
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Opens the database and store the config names, and listens. */
+export async function startServer(config: Config): Promise<RunningServer> {
+  const db = await openDatabase(config.dataDir);
+  // Upload URLs need the real port before the app is built: PORT=0 takes a free one now.
+  const port = config.port === 0 ? await freePort(config.host) : config.port;
+  const url = `http://${hostForUrl(config.host)}:${port}`;
+  const publicUrl = config.publicUrl ?? url;
+  const store = await openStore(config, publicUrl);
+  const app = await buildApp({
+    apiKeys: new ApiKeys(db),
+    uploads: new Uploads(db, store, config.uploadUrlTtlSeconds),
+    store,
+    corsOrigins: config.corsOrigins,
+    logger: loggerOptions(config.logLevel),
+  });
+  await app.listen({ host: config.host, port });
+  return {
+    app,
+    db,
+    url,
+    async close() {
+      await app.close();
+      await db.destroy();
+    },
+  };
+}
+
+const hostForUrl = (host: string) => (host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host);
+
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, host, () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}

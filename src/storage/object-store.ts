@@ -1,0 +1,53 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * The one narrow interface every object store implements (the embedded disk
+ * store, any S3-compatible store). Clients write through presigned URLs; the
+ * server itself only inspects, reads the first bytes of, and deletes objects,
+ * and writes the videos it renders.
+ */
+export interface ObjectStore {
+  readonly kind: 'disk' | 's3';
+
+  /**
+   * A URL the client PUTs the bytes to. The signature binds the key, the
+   * Content-Type and, when given, the exact Content-Length; `maxBytes` is
+   * enforced at upload time where the store can (the disk store can, S3 cannot).
+   */
+  presignPut(input: PresignPutInput): Promise<string>;
+
+  /** A URL anyone holding it can GET the object from until it expires. */
+  presignGet(key: string, expiresInSeconds: number): Promise<string>;
+
+  /** Size and type of a stored object; null when there is none. */
+  head(key: string): Promise<ObjectInfo | null>;
+
+  /**
+   * Bytes `start` to `end` inclusive (fewer when the object is shorter); only
+   * those bytes cross the wire. Null when the object does not exist.
+   */
+  getRange(key: string, start: number, end: number): Promise<Buffer | null>;
+
+  /** Stores a whole object written by the server itself (a rendered video). */
+  put(key: string, body: Readable, contentType: string): Promise<void>;
+
+  /** Removes the object; no error when it is already gone. */
+  delete(key: string): Promise<void>;
+}
+
+export interface PresignPutInput {
+  key: string;
+  contentType: string;
+  maxBytes: number;
+  /** Exact size in bytes the upload must have, when the client declared it. */
+  contentLength: number | null;
+  expiresInSeconds: number;
+}
+
+export interface ObjectInfo {
+  size: number;
+  contentType: string | null;
+  etag: string | null;
+  /** Hex SHA-256 of the bytes, where the store knows it. */
+  sha256: string | null;
+}
