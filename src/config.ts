@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /**
  * Keyframe's whole configuration. It is read from the environment once, by
@@ -35,7 +36,26 @@ export interface Config {
   storage: 'disk' | 's3';
   /** S3 settings; required when storage is `s3`. */
   s3: S3Config | null;
+  /** Generation models and runners (see GenerationConfig). */
+  generation: GenerationConfig;
 }
+
+/** How generations run; docs/generations.md describes the model registry file. */
+export interface GenerationConfig {
+  /** The model registry JSON file (`KEYFRAME_MODELS_FILE`, default: config/models.json shipped with Keyframe). */
+  modelsFile: string;
+  /** Jobs one server runs at once (`KEYFRAME_GENERATION_CONCURRENCY`, default 1). */
+  concurrency: number;
+  /** Time limit of one job in seconds (`KEYFRAME_GENERATION_TIMEOUT_SECONDS`, default 600); then it fails "Generation timed out". */
+  timeoutSeconds: number;
+  /** Starts of one job before a restart gives up on it (`KEYFRAME_GENERATION_MAX_ATTEMPTS`, default 2). */
+  maxAttempts: number;
+  /** `KEYFRAME_WEBHOOK_ALLOW_PRIVATE=true` lets webhooks reach loopback/private addresses (default false: SSRF guard). */
+  webhookAllowPrivate: boolean;
+}
+
+/** The model registry shipped with Keyframe: `config/models.json` at the package root (from src/ and dist/ alike). */
+const DEFAULT_MODELS_FILE = fileURLToPath(new URL('../config/models.json', import.meta.url));
 
 export interface S3Config {
   /** `S3_ENDPOINT`, e.g. http://127.0.0.1:7480; unset means AWS S3 itself. */
@@ -90,6 +110,13 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: read.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
     storage,
     s3: storage === 's3' ? readS3(read) : null,
+    generation: {
+      modelsFile: path.resolve(read.string('KEYFRAME_MODELS_FILE', DEFAULT_MODELS_FILE)),
+      concurrency: read.integer('KEYFRAME_GENERATION_CONCURRENCY', 1, 1, 64),
+      timeoutSeconds: read.integer('KEYFRAME_GENERATION_TIMEOUT_SECONDS', 600, 1, 24 * 3600),
+      maxAttempts: read.integer('KEYFRAME_GENERATION_MAX_ATTEMPTS', 2, 1, 10),
+      webhookAllowPrivate: read.boolean('KEYFRAME_WEBHOOK_ALLOW_PRIVATE', false),
+    },
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -27,9 +27,10 @@ type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
 export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: Out): Promise<number> {
   try {
     const [group, action, ...rest] = argv;
-    if (group === undefined || group === 'help' || group === '--help' || group === '-h') {
+    if (group === undefined) throw new UsageError('missing command');
+    if (group === 'help' || group === '--help' || group === '-h') {
       out.stdout(USAGE);
-      return group === undefined ? 2 : 0;
+      return 0;
     }
     const config = loadConfig(env);
     if (group === 'serve') return await serve(config, out);

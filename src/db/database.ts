@@ -4,12 +4,14 @@ import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect, type Migration, type MigrationProvider } from 'kysely';
 import type { Database } from './schema.js';
 import * as m001 from './migrations/001_initial.js';
+import * as m002 from './migrations/002_generations.js';
 
 export type Db = Kysely<Database>;
 
 /** Versioned migrations, in order; a new one is a new file added here. */
 const MIGRATIONS: Record<string, Migration> = {
   '001_initial': m001,
+  '002_generations': m002,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

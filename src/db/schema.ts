@@ -45,10 +45,37 @@ export interface UploadsTable {
   verified_at: Timestamp | null;
 }
 
+export type GenerationStatus = 'generating' | 'completed' | 'failed';
+
+/**
+ * One video being made. `params` is the validated request as JSON (see
+ * GenerationParams in src/domain/generations/job.ts). While `status` is
+ * `generating`, `started_at` null means queued and set means running.
+ */
+export interface GenerationsTable {
+  id: string;
+  user_id: string;
+  model_name: string;
+  prompt: string;
+  params: string;
+  template_id: string | null;
+  webhook_url: string | null;
+  status: GenerationStatus;
+  error: string | null;
+  /** How many times a worker has started this job. */
+  attempts: number;
+  /** Object key of the finished video. */
+  video_key: string | null;
+  created_at: Timestamp;
+  started_at: Timestamp | null;
+  completed_at: Timestamp | null;
+}
+
 export interface Database {
   users: UsersTable;
   api_keys: ApiKeysTable;
   uploads: UploadsTable;
+  generations: GenerationsTable;
 }
 
 

@@ -3,18 +3,28 @@ import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { ApiKeys } from '../domain/api-keys.js';
+import type { Generations } from '../domain/generations/generations.js';
+import type { RunnerCallbacks } from '../domain/generations/runner.js';
 import type { Uploads } from '../domain/uploads.js';
+import type { Verifier } from '../domain/verification.js';
 import { DiskStore } from '../storage/disk/disk-store.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { installErrorHandling } from './errors.js';
 import { methodNotAllowed } from './method-not-allowed.js';
 import { objectRoutes } from './routes/objects.js';
+import { generationRoutes } from './routes/generations.js';
 import { presignRoutes } from './routes/presign.js';
+import { runnerCallbackRoutes } from './routes/runner-callbacks.js';
+import { uploadStatusRoutes } from './routes/upload-status.js';
 
 /** What the HTTP layer is built from: the domain services and the store. */
 export interface AppDependencies {
   apiKeys: ApiKeys;
   uploads: Uploads;
+  verifier: Verifier;
+  generations: Generations;
+  /** Completion callbacks of model workers (runner `http`). */
+  runnerCallbacks: RunnerCallbacks;
   store: ObjectStore;
   corsOrigins: string[];
   logger: FastifyServerOptions['logger'];
@@ -54,6 +64,12 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
 
   await app.register(presignRoutes, { apiKeys: deps.apiKeys, uploads: deps.uploads });
   methodNotAllowed(app, '/api/s3/presign-upload', ['POST']);
+  await app.register(uploadStatusRoutes, { apiKeys: deps.apiKeys, verifier: deps.verifier });
+  methodNotAllowed(app, '/api/uploads/status', ['GET']);
+  await app.register(generationRoutes, { apiKeys: deps.apiKeys, generations: deps.generations });
+  methodNotAllowed(app, '/api/generations', ['POST']);
+  methodNotAllowed(app, '/api/generations/:id', ['GET']);
+  await app.register(runnerCallbackRoutes, { callbacks: deps.runnerCallbacks });
 
   if (deps.store instanceof DiskStore) {
     await app.register(objectRoutes, { store: deps.store, uploads: deps.uploads });

@@ -1,3 +1,5 @@
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, ERROR_STATUS, type ErrorCode } from '../domain/errors.js';
 import { StorageRefusal } from '../storage/disk/storage-refusal.js';
@@ -21,7 +23,15 @@ export function sendError(reply: FastifyReply, error: ApiError): FastifyReply {
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     if (err instanceof StorageRefusal) {
-      return reply.code(err.status).type('application/xml').header('connection', 'close').send(err.toXml());
+      // A body refused before it was read is left to Node, which discards it and keeps the
+      // connection: closing with unread bytes would reset the socket, and a client still
+      // sending would see the reset instead of this answer. A body read halfway cannot be
+      // resumed, and a client waiting on 100-continue has sent nothing: those connections close.
+      const raw = request.raw;
+      if (raw.readableDidRead || raw.destroyed || /100-continue/i.test(request.headers.expect ?? '')) {
+        reply.header('connection', 'close');
+      }
+      return reply.code(err.status).type('application/xml').send(err.toXml());
     }
     const apiError = toApiError(err);
     if (apiError.code === 'server_error') request.log.error({ err }, 'request failed');
@@ -78,4 +88,43 @@ function defaultMessage(code: ErrorCode): string {
     default:
       return code.replace(/_/g, ' ');
   }
+}
+
+/**
+ * Errors Fastify answers before routing, bypassing the error handler (a URL that
+ * does not decode, a path parameter over maxParamLength). Passed to Fastify as
+ * its `frameworkErrors` option, they get the envelope too.
+ */
+export function frameworkErrorHandler(err: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const error =
+    err.code === 'FST_ERR_ASYNC_CONSTRAINT'
+      ? new ApiError('server_error', 'Internal server error')
+      : new ApiError('validation_error', err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'Request path is too long' : 'Request URL is malformed');
+  void sendError(reply, error);
+}
+
+/**
+ * Broken HTTP (a malformed request line or header, a bad chunk, headers over
+ * Node's limit) never reaches Fastify's routing. Passed to Fastify as its
+ * `clientErrorHandler` option, this answers it in the envelope, with the status
+ * Fastify's default would use when the catalogue has a code for it.
+ */
+export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [wanted, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request headers are too large']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request timed out']
+        : [400, 'Malformed HTTP request'];
+  const code = (Object.keys(ERROR_STATUS) as ErrorCode[]).find((c) => ERROR_STATUS[c] === wanted) ?? 'validation_error';
+  const status = ERROR_STATUS[code];
+  const body = JSON.stringify({ error: code, message } satisfies ErrorBody);
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Content-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
 }

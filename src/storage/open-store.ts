@@ -4,9 +4,31 @@ import { randomBytes } from 'node:crypto';
 import type { Config } from '../config.js';
 import { DiskStore } from './disk/disk-store.js';
 import type { ObjectStore } from './object-store.js';
+import { bootstrapBucket } from './s3/bucket-bootstrap.js';
+import { S3Store } from './s3/s3-store.js';
 
-/** The object store the config names, ready to use. */
+/**
+ * The object store the config names, ready to use. For S3 that means the
+ * bucket is reachable (created when allowed) and carries the CORS rule when
+ * asked; otherwise this throws a BucketUnavailableError and start-up stops.
+ */
 export async function openStore(config: Config, publicUrl: string): Promise<ObjectStore> {
+  if (config.storage === 's3') {
+    if (config.s3 === null) throw new Error('KEYFRAME_STORAGE=s3 without S3 settings');
+    const store = new S3Store(config.s3);
+    try {
+      await bootstrapBucket(store.client, {
+        bucket: config.s3.bucket,
+        endpoint: config.s3.endpoint,
+        createBucket: config.s3.createBucket,
+        corsOrigins: config.s3.applyCors ? config.corsOrigins : null,
+      });
+    } catch (err) {
+      store.client.destroy();
+      throw err;
+    }
+    return store;
+  }
   const store = new DiskStore({ root: config.dataDir, publicUrl, signingSecret: signingSecret(config) });
   await store.init();
   return store;

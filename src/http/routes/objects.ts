@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyPluginAsync } from 'fastify';
 import type { DiskStore } from '../../storage/disk/disk-store.js';
 import { StorageRefusal } from '../../storage/disk/storage-refusal.js';
@@ -14,8 +15,21 @@ export const objectRoutes: FastifyPluginAsync<{ store: DiskStore; uploads: Uploa
 
   const url = `${store.routePrefix}*`;
 
+  // Node answers `Expect: 100-continue` by itself unless someone listens for it. A PUT
+  // to the store must be checked first, so that a refused client (a 21 MB image, a bad
+  // signature) hears the refusal instead of being invited to send a body nobody reads.
+  app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if (req.method !== 'PUT' || !req.url?.startsWith(store.routePrefix)) res.writeContinue();
+    app.server.emit('request', req, res);
+  });
+
   app.put(url, async (request, reply) => {
-    const received = await store.receive({ method: 'PUT', rawUrl: request.url, headers: request.headers }, request.raw);
+    const expectsContinue = /100-continue/i.test(request.headers.expect ?? '');
+    const received = await store.receive(
+      { method: 'PUT', rawUrl: request.url, headers: request.headers },
+      request.raw,
+      () => expectsContinue && reply.raw.writeContinue(),
+    );
     await uploads.recordArrival(received);
     return reply.code(200).header('etag', received.etag).send();
   });

@@ -149,14 +149,17 @@ export class DiskStore implements ObjectStore {
    * Handles a PUT to a presigned URL: checks the signature, the declared type
    * and length, then streams the body to disk. Throws StorageRefusal for every
    * refusal; nothing is stored unless the whole body arrived within the limit.
+   * `onAccepted` runs once the request passed every check that needs no body.
    */
-  async receive(request: SignedObjectRequest, body: Readable): Promise<ReceivedObject> {
+  async receive(request: SignedObjectRequest, body: Readable, onAccepted?: () => void): Promise<ReceivedObject> {
     const { key, params } = this.authorise(request);
     const contentType = header(request.headers, 'content-type') ?? '';
     const maxBytes = Number(params.get(MAX_BYTES_PARAM));
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw StorageRefusal.accessDenied();
     const declaredLength = header(request.headers, 'content-length');
     if (declaredLength !== undefined && Number(declaredLength) > maxBytes) throw StorageRefusal.tooLarge(maxBytes);
+    // Only now may a client waiting on `Expect: 100-continue` send its body.
+    onAccepted?.();
     const { size, sha256 } = await this.writeAtomically(key, body, contentType, maxBytes, declaredLength);
     return { key, size, sha256, etag: etagOf(sha256), contentType };
   }

@@ -1,0 +1,38 @@
+import autocannon from 'autocannon';
+
+export interface LoadFigures {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  non2xx: number;
+}
+
+const PRESIGN_BODY = JSON.stringify({ kind: 'upload', contentType: 'image/png', fileName: 'reference.png' });
+
+/** Loads POST /api/s3/presign-upload of `url` for `seconds` with `connections` keep-alive connections. */
+export async function loadPresign(url: string, key: string, connections: number, seconds: number): Promise<LoadFigures> {
+  const r = await autocannon({
+    url: url + '/api/s3/presign-upload',
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: PRESIGN_BODY,
+    connections,
+    duration: seconds,
+  });
+  return { rps: r.requests.total / r.duration, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx };
+}
+
+/** Loads the presign route with a well-formed but unknown key: the answer is a 401 after one key lookup. */
+export async function loadAuthMiss(url: string, connections: number, seconds: number): Promise<LoadFigures> {
+  const r = await autocannon({
+    url: url + '/api/s3/presign-upload',
+    method: 'POST',
+    headers: { authorization: `Bearer prism_sk_${'A'.repeat(43)}`, 'content-type': 'application/json' },
+    body: PRESIGN_BODY,
+    connections,
+    duration: seconds,
+  });
+  const answered = r.requests.total;
+  return { rps: answered / r.duration, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx };
+}

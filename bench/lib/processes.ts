@@ -1,0 +1,96 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const VITE_NODE = path.join(ROOT, 'node_modules/vite-node/vite-node.mjs');
+
+/** A server running in its own process, so the load generator never shares its event loop. */
+export interface ChildServer {
+  name: string;
+  pid: number;
+  url: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts the real `keyframe serve` (compiled dist/) on loopback: on `env.PORT` when given, else a free port. */
+export async function startKeyframe(name: string, dataDir: string, env: Record<string, string> = {}): Promise<ChildServer> {
+  const port = env.PORT ? Number(env.PORT) : await freePort();
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin/keyframe.js'), 'serve'], {
+    cwd: ROOT,
+    env: { ...process.env, HOST: '127.0.0.1', KEYFRAME_DATA_DIR: dataDir, ...env, PORT: String(port) },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  return waitUntilUp(name, child, `http://127.0.0.1:${port}`, '/healthz');
+}
+
+/** Starts one of bench/servers/*.ts (a peer) through vite-node on a free loopback port. */
+export async function startPeer(name: string, script: string, env: Record<string, string> = {}): Promise<ChildServer> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [VITE_NODE, path.join(ROOT, 'bench/servers', script)], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: String(port), ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  return waitUntilUp(name, child, `http://127.0.0.1:${port}`, '/healthz');
+}
+
+async function waitUntilUp(name: string, child: ChildProcess, url: string, probe: string): Promise<ChildServer> {
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  const deadline = Date.now() + 30_000;
+  let last = '';
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${name} exited (${child.exitCode}): ${stderr}`);
+    try {
+      const res = await fetch(url + probe, { signal: AbortSignal.timeout(2000) });
+      if (res.ok) break;
+      last = `answered ${res.status}`;
+    } catch (err) {
+      last = String((err as Error).cause ?? err); // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`${name} did not start within 30 s (${last}): ${stderr}`);
+    }
+    await sleep(100);
+  }
+  return {
+    name,
+    pid: child.pid!,
+    url,
+    child,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+      }),
+  };
+}
+
+/** Resident set size of a process in bytes (Linux /proc). */
+export function rssBytes(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
+  return Number(kb ?? 0) * 1024;
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

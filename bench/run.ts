@@ -1,0 +1,97 @@
+/**
+ * `npm run bench`: every figure is measured next to its peer in the same run,
+ * as the median of several rounds with their range; prints markdown tables
+ * and writes the raw figures to bench/results/<timestamp>.json.
+ * BENCH_QUICK=1 runs one short round of each (a smoke run, not for publishing).
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { benchAuthTiming } from './auth-timing.js';
+import { benchIngest } from './ingest.js';
+import { ROOT } from './lib/processes.js';
+import { fmt, type Summary } from './lib/stats.js';
+import { benchPresign } from './presign.js';
+import { benchScale } from './scale.js';
+
+const quick = process.env.BENCH_QUICK === '1';
+const log = (line: string) => process.stderr.write(`  · ${line}\n`);
+const started = Date.now();
+
+const machine = {
+  nproc: os.availableParallelism(),
+  cpu: os.cpus()[0]?.model ?? 'unknown',
+  memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
+  node: process.version,
+  kernel: os.release(),
+  curl: execFileSync('curl', ['--version']).toString().split('\n', 1)[0],
+};
+process.stderr.write(`bench on ${machine.nproc} × ${machine.cpu}, node ${machine.node}${quick ? ' (QUICK smoke run)' : ''}\n`);
+
+const presign = await benchPresign({ connections: [10, 50, 100], rounds: quick ? 1 : 3, seconds: quick ? 1 : 3, log });
+const ingest = await benchIngest({
+  sizeMiB: quick ? 20 : 200,
+  rounds: quick ? 1 : 3,
+  s3Endpoint: process.env.S3_ENDPOINT ?? 'http://127.0.0.1:7480',
+  log,
+});
+const levels = (process.env.BENCH_SCALE_LEVELS ?? (quick ? '10000' : '10000,100000,1000000')).split(',').map(Number);
+const scale = await benchScale({ levels, rounds: quick ? 1 : 3, seconds: quick ? 1 : 2, connections: 50, log });
+const timing = await benchAuthTiming(quick ? 2000 : 20000);
+
+const ratio = (s: Summary) => `${fmt(s, 2)}×`;
+const out: string[] = [];
+const c50 = presign.rows.find((r) => r.connections === 50)!;
+out.push(
+  `**Presign: ${c50.keyframe.rps.median.toFixed(0)} requests/s** (50 connections, disk store, upload recorded); ` +
+    `**upload ingest: ${ingest.keyframe.median.toFixed(0)} MiB/s** (${ingest.sizeMiB} MiB PUT through upload_url with curl).`,
+  '',
+  `Machine: ${machine.nproc} × ${machine.cpu}, ${machine.memoryGiB} GiB, node ${machine.node}, Linux ${machine.kernel}. ` +
+    `Figures: median of ${quick ? 1 : 3} rounds, (min–max) of the rounds; ratios are computed per round, side by side.`,
+  '',
+  '| Workload | Figure | Keyframe | Peer | Peer figure | Keyframe / peer | Target |',
+  '|---|---|---|---|---|---|---|',
+);
+for (const r of presign.rows) {
+  out.push(
+    `| presign, ${r.connections} conn | req/s | ${fmt(r.keyframe.rps)} | bare Fastify route, fixed JSON (framework ceiling) | ${fmt(r.bare.rps)} | ${ratio(r.vsBare)} | ≥ 0.6× |`,
+    `| presign, ${r.connections} conn | req/s | ${fmt(r.keyframe.rps)} | AWS SDK getSignedUrl + sync SQLite insert | ${fmt(r.sdk.rps)} | ${ratio(r.vsSdk)} | ≥ 5× |`,
+  );
+}
+out.push(
+  `| upload ${ingest.sizeMiB} MiB (disk store) | MiB/s | ${fmt(ingest.keyframe)} | bare node:http → file + SHA-256 (runtime ceiling) | ${fmt(ingest.runtime)} | ${ratio(ingest.vsRuntime)} | ≥ 0.9× |`,
+  `| upload ${ingest.sizeMiB} MiB (disk store) | MiB/s | ${fmt(ingest.keyframe)} | dd bs=1M conv=fsync (disk ceiling) | ${fmt(ingest.disk)} | ${ratio(ingest.vsDisk)} | — |`,
+  ingest.rgw && ingest.vsRgw
+    ? `| upload ${ingest.sizeMiB} MiB (disk store) | MiB/s | ${fmt(ingest.keyframe)} | Ceph RGW presigned PUT | ${fmt(ingest.rgw)} | ${ratio(ingest.vsRgw)} | ≥ 2× |`
+    : `| upload ${ingest.sizeMiB} MiB (disk store) | MiB/s | ${fmt(ingest.keyframe)} | Ceph RGW presigned PUT | skipped: ${ingest.rgwNote} | — | ≥ 2× |`,
+  `| upload ${ingest.sizeMiB} MiB (disk store) | peak RSS growth, MiB | ${fmt(ingest.keyframeRssGrowthMiB, 1)} | bare node:http handler | ${fmt(ingest.runtimeRssGrowthMiB, 1)} | — | < 64 MiB |`,
+);
+for (const s of scale.rows) {
+  out.push(
+    `| presign with 10^${Math.log10(s.uploads).toFixed(0)} uploads + keys recorded | req/s | ${fmt(s.presignRps)} | same server, near-empty db | ${fmt(s.baselinePresignRps)} | ${ratio(s.presignRatio)} | flat (≈ 1×) |`,
+    `| auth lookup (unknown key → 401) with 10^${Math.log10(s.apiKeys).toFixed(0)} keys | req/s | ${fmt(s.authMissRps)} | same server, near-empty db | ${fmt(s.baselineAuthMissRps)} | ${ratio(s.authRatio)} | flat (≈ 1×) |`,
+  );
+}
+out.push('', '| Presign latency | Keyframe p50 / p99 ms | bare Fastify p50 / p99 ms | SDK+insert p50 / p99 ms | errors (K / bare / SDK) |', '|---|---|---|---|---|');
+for (const r of presign.rows) {
+  const lat = (s: { p50: Summary; p99: Summary }) => `${s.p50.median} / ${s.p99.median}`;
+  out.push(`| ${r.connections} connections | ${lat(r.keyframe)} | ${lat(r.bare)} | ${lat(r.sdk)} | ${r.keyframe.errors} / ${r.bare.errors} / ${r.sdk.errors} |`);
+}
+out.push('', '| Key check timing (in-process `ApiKeys.authenticate`, interleaved) | median µs | p90 µs |', '|---|---|---|');
+for (const [name, t] of Object.entries(timing.classes)) out.push(`| ${name} | ${t.medianUs.toFixed(1)} | ${t.p90Us.toFixed(1)} |`);
+out.push(
+  '',
+  `Shared-prefix minus random (right length): ${timing.sharedPrefixMinusRandomUs.toFixed(2)} µs; ` +
+    `wrong length minus right length: ${timing.wrongLengthMinusRightLengthUs.toFixed(2)} µs (${timing.iterations} calls per class).`,
+  `Query plans: ${Object.entries(scale.queryPlans).map(([k, v]) => `${k}: \`${v}\``).join('; ')}.`,
+  `Whole run: ${((Date.now() - started) / 1000).toFixed(0)} s.`,
+);
+const table = out.join('\n');
+process.stdout.write(table + '\n');
+
+const resultsDir = path.join(ROOT, 'bench/results');
+await mkdir(resultsDir, { recursive: true });
+const file = path.join(resultsDir, `${new Date().toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);
+await writeFile(file, JSON.stringify({ machine, quick, presign, ingest, scale, timing, table }, null, 2));
+process.stderr.write(`wrote ${path.relative(ROOT, file)}\n`);

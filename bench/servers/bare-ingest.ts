@@ -1,0 +1,37 @@
+/**
+ * Peer "runtime ceiling" for uploads: a bare node:http handler that streams the
+ * body to a temporary file while hashing it with SHA-256, fsyncs, and renames
+ * it into place: what Keyframe's store does, without signature, limits or records.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+
+const dir = process.env.BENCH_DIR!;
+await fsp.mkdir(dir, { recursive: true });
+
+const server = http.createServer(async (req, res) => {
+  if (req.method !== 'PUT') return void res.end('{"ok":true}');
+  const hash = createHash('sha256');
+  const hasher = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  const name = randomBytes(8).toString('hex');
+  const tmp = path.join(dir, `${name}.part`);
+  try {
+    await pipeline(req, hasher, fs.createWriteStream(tmp, { flush: true }));
+    await fsp.rename(tmp, path.join(dir, name));
+    res.writeHead(200, { etag: `"${hash.digest('hex').slice(0, 32)}"` }).end();
+  } catch {
+    await fsp.rm(tmp, { force: true });
+    res.writeHead(400).end();
+  }
+});
+server.listen(Number(process.env.PORT), '127.0.0.1');

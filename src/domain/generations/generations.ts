@@ -1,0 +1,111 @@
+import type { Db } from '../../db/database.js';
+import type { JobQueue } from '../../queue/job-queue.js';
+import type { ObjectStore } from '../../storage/object-store.js';
+import { notFound, validationError } from '../errors.js';
+import { randomId } from '../ids.js';
+import { REFERENCE_FIELDS, type GenerationParams, type JobReference } from './job.js';
+import type { ModelRegistry } from './model-registry.js';
+import { resolveRequest, type CreateGenerationRequest, type RequestedReference } from './request.js';
+import { statusBody, type GenerationStatusBody } from './status.js';
+import type { WebhookDelivery } from './webhooks.js';
+import type { UploadStatus, Verifier } from '../verification.js';
+
+/** Create Generation's answer, in the shape of Prism's template generate. */
+export interface CreateGenerationResponse {
+  generations: { generation_id: string; status: 'generating' }[];
+  credits_charged: number;
+  latency_estimate_sec: { typical: number; busy: number };
+}
+
+/** One wording for a missing key and another user's, so nobody can probe for keys. */
+const referenceNotFound = (field: string) => notFound(`${field}: no upload found with this key`);
+
+/** Submitting generations and reading their status. */
+export class Generations {
+  constructor(
+    private readonly db: Db,
+    private readonly verifier: Pick<Verifier, 'status'>,
+    private readonly registry: ModelRegistry,
+    private readonly queue: JobQueue,
+    private readonly store: ObjectStore,
+    private readonly webhooks: WebhookDelivery,
+  ) {}
+
+  /** Validates the request and every reference, then queues `count` generations. */
+  async create(userId: string, request: CreateGenerationRequest): Promise<CreateGenerationResponse> {
+    const { model, params, references } = resolveRequest(this.registry, request);
+    if (request.webhook_url !== undefined) {
+      const refusal = await this.webhooks.refusal(request.webhook_url);
+      if (refusal) throw validationError(`webhook_url ${refusal}`);
+    }
+    const verified = await this.verifyReferences(userId, references);
+    const stored: GenerationParams = { ...params, references: verified };
+
+    const count = request.count ?? 1;
+    const createdAt = new Date().toISOString();
+    const ids = Array.from({ length: count }, () => randomId('gen'));
+    await this.db
+      .insertInto('generations')
+      .values(
+        ids.map((id) => ({
+          id,
+          user_id: userId,
+          model_name: model.name,
+          prompt: request.prompt,
+          params: JSON.stringify(stored),
+          template_id: request.templateId ?? null,
+          webhook_url: request.webhook_url ?? null,
+          status: 'generating' as const,
+          error: null,
+          attempts: 0,
+          video_key: null,
+          created_at: createdAt,
+          started_at: null,
+          completed_at: null,
+        })),
+      )
+      .execute();
+    for (const id of ids) await this.queue.enqueue(id);
+    return {
+      generations: ids.map((id) => ({ generation_id: id, status: 'generating' as const })),
+      credits_charged: 0,
+      latency_estimate_sec: model.latencyEstimateSec,
+    };
+  }
+
+  /** Get Generation Status; another user's generation is not found, like a missing one. */
+  async status(userId: string, id: string): Promise<GenerationStatusBody> {
+    const row = await this.db.selectFrom('generations').selectAll().where('id', '=', id).where('user_id', '=', userId).executeTakeFirst();
+    if (!row) throw notFound('Generation not found');
+    return statusBody(row, this.store);
+  }
+
+  /** Every key through the one verification; the first refusal wins, naming its field. */
+  private async verifyReferences(userId: string, references: RequestedReference[]): Promise<JobReference[]> {
+    const out: JobReference[] = [];
+    for (const { field, key } of references) {
+      const upload = await this.verifier.status(userId, key);
+      if (!upload) throw referenceNotFound(field);
+      if (upload.state !== 'verified') throw validationError(`${field}: ${notUsableReason(upload)}`);
+      const wanted = REFERENCE_FIELDS[field].family;
+      if (upload.family !== wanted) throw validationError(`${field} must be ${withArticle(wanted)} upload, but this key is ${upload.family} (${upload.content_type})`);
+      out.push({ field, key, contentType: upload.content_type, family: upload.family });
+    }
+    return out;
+  }
+}
+
+function notUsableReason(upload: UploadStatus): string {
+  switch (upload.state) {
+    case 'pending':
+      return 'the upload has not arrived yet (state pending); PUT the file to its upload_url first';
+    case 'expired':
+      return 'the upload URL expired before the file arrived (state expired)';
+    case 'rejected':
+      return `the upload was rejected: ${upload.reason ?? 'it failed verification'}`;
+    default:
+      return `the upload is not verified yet (state ${upload.state})`;
+  }
+}
+
+const withArticle = (family: string) => (family === 'video' ? `a ${family}` : `an ${family}`);

@@ -1,0 +1,33 @@
+import type { GenerationJob } from './job.js';
+
+/** A finished video, stored under the job's `videoKey`. */
+export interface RenderedVideo {
+  key: string;
+}
+
+/**
+ * Makes the video of one job. `signal` aborts it (time limit, shutdown); a
+ * runner must then stop its work and reject promptly.
+ */
+export interface Runner {
+  run(job: GenerationJob, signal: AbortSignal): Promise<RenderedVideo>;
+}
+
+/** A failure whose message is safe to show the client as the generation's `error`. */
+export class RunnerFailure extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'RunnerFailure';
+  }
+}
+
+/** Header carrying a model worker's signature of its completion callback. */
+export const CALLBACK_SIGNATURE_HEADER = 'x-keyframe-signature';
+
+/** Outcome of a signed completion callback from a model worker. */
+export type CallbackOutcome = 'accepted' | 'unknown_job' | 'bad_signature' | 'malformed';
+
+/** Receives the completion callbacks of runners whose work happens elsewhere. */
+export interface RunnerCallbacks {
+  accept(generationId: string, rawBody: string, signature: string | undefined): Promise<CallbackOutcome>;
+}

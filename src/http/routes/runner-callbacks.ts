@@ -1,0 +1,34 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { ApiError } from '../../domain/errors.js';
+import { CALLBACK_SIGNATURE_HEADER, type RunnerCallbacks } from '../../domain/generations/runner.js';
+
+/**
+ * Ours: model workers (runner `http`) report a finished job here. The call is
+ * authenticated by an HMAC of the raw body with the job's own secret, not by
+ * an API key, so the body is kept as the exact text that was signed.
+ */
+export const runnerCallbackRoutes: FastifyPluginAsyncTypebox<{ callbacks: RunnerCallbacks }> = async (app, { callbacks }) => {
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: 64 * 1024 }, (_request, body, done) => done(null, body));
+
+  app.post(
+    '/api/generations/:id/callback',
+    { schema: { hide: true, params: Type.Object({ id: Type.String({ maxLength: 100 }) }) } },
+    async (request, reply) => {
+      const header = request.headers[CALLBACK_SIGNATURE_HEADER];
+      const signature = Array.isArray(header) ? header[0] : header;
+      const outcome = await callbacks.accept(request.params.id, typeof request.body === 'string' ? request.body : '', signature);
+      switch (outcome) {
+        case 'accepted':
+          return reply.code(204).send();
+        case 'unknown_job':
+          throw new ApiError('not_found', 'No running job with this id awaits a callback');
+        case 'bad_signature':
+          throw new ApiError('unauthorized', 'Invalid callback signature');
+        case 'malformed':
+          throw new ApiError('validation_error', 'Callback body must be JSON {"status":"completed"} or {"status":"failed","error":"..."}');
+      }
+    },
+  );
+};

@@ -1,0 +1,100 @@
+import { CreateBucketCommand, HeadBucketCommand, PutBucketCorsCommand, type S3Client } from '@aws-sdk/client-s3';
+import { statusOf } from './s3-store.js';
+
+/** What start-up does to the bucket before Keyframe serves anything. */
+export interface BucketBootstrapOptions {
+  bucket: string;
+  /** Shown in errors so an operator knows which service was asked; null means AWS S3. */
+  endpoint: string | null;
+  /** Create the bucket when it does not exist (otherwise a missing bucket stops start-up). */
+  createBucket: boolean;
+  /** Browser origins to allow on the bucket; null leaves the bucket's CORS rules alone. */
+  corsOrigins: string[] | null;
+}
+
+/**
+ * Start-up could not use the bucket. The message names the endpoint and the
+ * bucket and says what to do; it never carries a credential.
+ */
+export class BucketUnavailableError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'BucketUnavailableError';
+  }
+}
+
+/**
+ * Makes sure the bucket exists and is reachable with these credentials, and
+ * applies the CORS rule browsers need to PUT to presigned URLs from another origin.
+ */
+export async function bootstrapBucket(client: S3Client, options: BucketBootstrapOptions): Promise<void> {
+  const where = `S3 bucket "${options.bucket}" at ${options.endpoint ?? 'AWS S3'}`;
+  const status = await headBucket(client, options.bucket, where);
+  if (status === 404) {
+    if (!options.createBucket) {
+      throw new BucketUnavailableError(`${where} does not exist; create it, or set S3_CREATE_BUCKET=true to let Keyframe create it`);
+    }
+    try {
+      await client.send(new CreateBucketCommand({ Bucket: options.bucket }));
+    } catch (err) {
+      // Another instance starting at the same moment may have created it first.
+      if (!['BucketAlreadyOwnedByYou', 'BucketAlreadyExists'].includes((err as Error).name)) {
+        throw new BucketUnavailableError(`${where} could not be created: ${describe(err)}`, { cause: err });
+      }
+    }
+  }
+  if (options.corsOrigins !== null) await applyCors(client, options.bucket, options.corsOrigins, where);
+}
+
+/** 200 when the bucket is there, 404 when it is not; anything else stops start-up. */
+async function headBucket(client: S3Client, bucket: string, where: string): Promise<200 | 404> {
+  try {
+    await client.send(new HeadBucketCommand({ Bucket: bucket }));
+    return 200;
+  } catch (err) {
+    const status = statusOf(err);
+    if (status === 404) return 404;
+    if (status === 403) {
+      throw new BucketUnavailableError(`${where}: access denied; check S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY`, { cause: err });
+    }
+    throw new BucketUnavailableError(`${where} is not reachable: ${describe(err)}`, { cause: err });
+  }
+}
+
+/**
+ * One rule: the configured origins may PUT (with a Content-Type, as presigned
+ * uploads must), GET and HEAD, and read the ETag of what they uploaded.
+ */
+async function applyCors(client: S3Client, bucket: string, origins: string[], where: string): Promise<void> {
+  if (origins.length === 0) {
+    throw new BucketUnavailableError(`S3_APPLY_CORS=true needs the browser origins in KEYFRAME_CORS_ORIGINS (${where})`);
+  }
+  try {
+    await client.send(
+      new PutBucketCorsCommand({
+        Bucket: bucket,
+        CORSConfiguration: {
+          CORSRules: [
+            {
+              AllowedOrigins: origins,
+              AllowedMethods: ['PUT', 'GET', 'HEAD'],
+              AllowedHeaders: ['content-type'],
+              ExposeHeaders: ['ETag'],
+              MaxAgeSeconds: 600,
+            },
+          ],
+        },
+      }),
+    );
+  } catch (err) {
+    throw new BucketUnavailableError(`${where}: could not apply the CORS rule: ${describe(err)}`, { cause: err });
+  }
+}
+
+/** A short, credential-free account of an SDK or network error. */
+function describe(err: unknown): string {
+  const e = err as Error & { code?: string; cause?: { code?: string } };
+  const status = statusOf(err);
+  const code = e.code ?? e.cause?.code;
+  return [e.name, status === undefined ? undefined : `HTTP ${status}`, code, e.message].filter(Boolean).join(', ');
+}

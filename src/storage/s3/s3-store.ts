@@ -1,0 +1,158 @@
+import type { Readable } from 'node:stream';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { ObjectInfo, ObjectStore, PresignPutInput } from '../object-store.js';
+
+/** Where the store is and how to reach it: the S3 part of the config, as plain values. */
+export interface S3StoreOptions {
+  /** Base URL of an S3-compatible service (Ceph RGW, MinIO, R2...); null means AWS S3. */
+  endpoint: string | null;
+  region: string;
+  bucket: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** Bucket in the path (http://host/bucket/key) rather than the host name; RGW and MinIO need it. */
+  forcePathStyle: boolean;
+}
+
+/**
+ * Client settings every S3 store of Keyframe uses. Checksums only where the
+ * operation requires one: with the SDK's default (WHEN_SUPPORTED) a presigned
+ * PUT carries `x-amz-checksum-crc32` of an *empty* body plus
+ * `x-amz-sdk-checksum-algorithm`, and AWS S3, MinIO and R2 then refuse the real
+ * upload, whose bytes do not match that checksum.
+ */
+export function s3ClientConfig(options: S3StoreOptions): S3ClientConfig {
+  return {
+    region: options.region,
+    ...(options.endpoint === null ? {} : { endpoint: options.endpoint }),
+    forcePathStyle: options.forcePathStyle,
+    credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey },
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  };
+}
+
+/**
+ * Headers a presigned upload URL must bind. The presigner leaves `content-type`
+ * out of the signature unless told otherwise, which would let a client PUT
+ * text/html to a key handed out for image/png; `content-length`, when the
+ * client declared one, makes the store refuse any other size.
+ */
+export const SIGNED_UPLOAD_HEADERS: ReadonlySet<string> = new Set(['content-type', 'content-length']);
+
+/**
+ * An ObjectStore on any S3-compatible service, through the AWS SDK v3. Clients
+ * upload straight to the service with presigned URLs; this class only signs,
+ * inspects, reads the first bytes of, writes and deletes objects.
+ *
+ * S3 cannot hold `maxBytes` on a presigned PUT (that needs a POST policy), so
+ * here the limit is held by verification after the upload; an exact
+ * `contentLength`, when given, is signed and so enforced by the service itself.
+ */
+export class S3Store implements ObjectStore {
+  readonly kind = 's3' as const;
+  readonly bucket: string;
+  /** The SDK client, shared with the bucket bootstrap. */
+  readonly client: S3Client;
+
+  constructor(options: S3StoreOptions) {
+    this.bucket = options.bucket;
+    this.client = new S3Client(s3ClientConfig(options));
+  }
+
+  async presignPut(input: PresignPutInput): Promise<string> {
+    const command = new PutObjectCommand({
+      Bucket: this.bucket,
+      Key: input.key,
+      ContentType: input.contentType,
+      ...(input.contentLength === null ? {} : { ContentLength: input.contentLength }),
+    });
+    return getSignedUrl(this.client, command, {
+      expiresIn: input.expiresInSeconds,
+      signableHeaders: new Set(SIGNED_UPLOAD_HEADERS),
+    });
+  }
+
+  async presignGet(key: string, expiresInSeconds: number): Promise<string> {
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), { expiresIn: expiresInSeconds });
+  }
+
+  async head(key: string): Promise<ObjectInfo | null> {
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return {
+        size: out.ContentLength ?? 0,
+        contentType: out.ContentType ?? null,
+        etag: out.ETag ?? null,
+        // Presigned uploads carry no checksum, so S3 knows none; verification computes what it needs.
+        sha256: null,
+      };
+    } catch (err) {
+      if (statusOf(err) === 404) return null;
+      throw err;
+    }
+  }
+
+  async getRange(key: string, start: number, end: number): Promise<Buffer | null> {
+    const wanted = Math.max(0, end - start + 1);
+    if (wanted === 0) return (await this.head(key)) === null ? null : Buffer.alloc(0);
+    let body: Readable;
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=${start}-${end}` }));
+      body = out.Body as Readable;
+    } catch (err) {
+      const status = statusOf(err);
+      if (status === 404) return null;
+      // 416: the object exists but has no byte at `start` (it is shorter, or empty).
+      if (status === 416) return Buffer.alloc(0);
+      throw err;
+    }
+    return readAtMost(body, wanted);
+  }
+
+  async put(key: string, body: Readable, contentType: string): Promise<void> {
+    // Upload streams bodies of unknown length (multipart past 5 MiB); a plain PutObject needs the length up front.
+    await new Upload({ client: this.client, params: { Bucket: this.bucket, Key: key, Body: body, ContentType: contentType } }).done();
+  }
+
+  async delete(key: string): Promise<void> {
+    // S3 answers 204 for a key that is already gone.
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+  }
+}
+
+/** HTTP status of an SDK error, when it has one. */
+export function statusOf(err: unknown): number | undefined {
+  if (err instanceof S3ServiceException) return err.$metadata.httpStatusCode;
+  return (err as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
+}
+
+/**
+ * The first `limit` bytes of a body, then the connection is dropped: a service
+ * that ignored the Range header still does not send us the whole object.
+ */
+async function readAtMost(body: Readable, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of body) {
+      const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
+      chunks.push(buffer);
+      total += buffer.length;
+      if (total >= limit) break;
+    }
+  } finally {
+    body.destroy();
+  }
+  return Buffer.concat(chunks).subarray(0, limit);
+}

@@ -1,0 +1,128 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import SQLite from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BIN = path.join(ROOT, 'bin', 'keyframe.js');
+const run = promisify(execFile);
+
+let dataDir: string;
+let port: number;
+let env: NodeJS.ProcessEnv;
+const children = new Set<ChildProcess>();
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port: p } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(p));
+    });
+  });
+}
+
+/** `keyframe serve` as a child process; resolves once /healthz answers (checked every 100 ms, 30 s at most). */
+async function serve(): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [BIN, 'serve'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  let stderr = '';
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  for (let i = 0; i < 300; i++) {
+    if (child.exitCode !== null) throw new Error(`keyframe serve exited: ${stderr}`);
+    const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false);
+    if (ok) return child;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`keyframe serve did not answer: ${stderr}`);
+}
+
+function killHard(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGKILL');
+  });
+}
+
+async function api(method: string, pathname: string, key: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(`http://127.0.0.1:${port}${pathname}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+/** The job's row, read from the server's own database file. */
+function jobRow(id: string): { status: string; started_at: string | null; attempts: number; error: string | null } {
+  const db = new SQLite(path.join(dataDir, 'keyframe.sqlite'), { readonly: true });
+  try {
+    return db.prepare('select status, started_at, attempts, error from generations where id = ?').get(id) as ReturnType<typeof jobRow>;
+  } finally {
+    db.close();
+  }
+}
+
+beforeAll(async () => {
+  // The child runs the compiled code: compile the current sources first.
+  await run('npm', ['run', 'build'], { cwd: ROOT });
+  dataDir = await mkdtemp(path.join(tmpdir(), 'keyframe-restart-'));
+  port = await freePort();
+  env = { ...process.env, HOST: '127.0.0.1', PORT: String(port), KEYFRAME_DATA_DIR: dataDir, LOG_LEVEL: 'warn' };
+});
+
+afterAll(async () => {
+  await Promise.all([...children].map(killHard));
+  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+});
+
+describe('a server killed while a job runs', () => {
+  it('finishes the job after it starts again: completed, or failed with a reason', async () => {
+    const { stdout } = await run(process.execPath, [BIN, 'keys', 'create', '--user', 'frank'], { env });
+    const key = stdout.trim();
+
+    let server = await serve();
+    const presigned = await api('POST', '/api/s3/presign-upload', key, { kind: 'upload', contentType: 'image/png' });
+    const png = await readFile(path.join(ROOT, 'test', 'fixtures', 'media', 'sample.png'));
+    const put = await fetch(presigned.body.upload_url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) });
+    expect(put.status).toBe(200);
+
+    // A long render, so that the kill lands while it runs.
+    const created = await api('POST', '/api/generations', key, {
+      prompt: 'long enough to be interrupted',
+      modelName: 'keyframe-local',
+      duration: '20s',
+      resolution: '1080p',
+      startFrameKey: presigned.body.s3_key,
+    });
+    expect(created.status).toBe(200);
+    const id = created.body.generations[0].generation_id as string;
+    for (let i = 0; i < 200 && jobRow(id).started_at === null; i++) await new Promise((r) => setTimeout(r, 50));
+
+    await killHard(server);
+    // The kill interrupted the job: the database still says it is running.
+    expect(jobRow(id)).toMatchObject({ status: 'generating', started_at: expect.any(String), attempts: 1 });
+
+    server = await serve();
+    let final: any;
+    for (let i = 0; i < 240; i++) {
+      final = (await api('GET', `/api/generations/${id}`, key)).body;
+      if (final.status !== 'generating') break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(['completed', 'failed']).toContain(final.status);
+    if (final.status === 'completed') {
+      expect(final.video_url).toEqual(expect.any(String));
+      expect(jobRow(id).attempts).toBe(2);
+    } else {
+      expect(final.error).toEqual(expect.stringMatching(/\S/));
+    }
+  });
+});

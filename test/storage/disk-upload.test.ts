@@ -1,0 +1,744 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createReadStream, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import http, { type IncomingHttpHeaders } from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase, type Db } from '../../src/db/database.js';
+import { ApiKeys } from '../../src/domain/api-keys.js';
+import { DiskStore } from '../../src/storage/disk/disk-store.js';
+import { SigV4Signer } from '../../src/storage/sigv4.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const SECRET = 'disk-upload-test-signing-secret-0123456789';
+const ALLOWED_ORIGIN = 'http://app.example';
+const IMAGE_MAX = 20 * 1024 * 1024;
+const MiB = 1024 * 1024;
+
+let server: TestServer;
+let key: string;
+
+beforeAll(async () => {
+  server = await startTestServer({ KEYFRAME_SIGNING_SECRET: SECRET, KEYFRAME_CORS_ORIGINS: ALLOWED_ORIGIN });
+  key = (await server.createKey('alice')).key;
+});
+afterAll(async () => server?.stop());
+
+interface Presigned {
+  s3_key: string;
+  upload_url: string;
+  content_type: string;
+  max_bytes: number;
+}
+
+async function presign(contentType = 'image/png', on: TestServer = server, apiKey = key): Promise<Presigned> {
+  const res = await on.api('POST', '/api/s3/presign-upload', { key: apiKey, body: { kind: 'upload', contentType } });
+  expect(res.status, JSON.stringify(res.body)).toBe(200);
+  return res.body as Presigned;
+}
+
+/** A signer with the server's credentials, for URLs the server itself would never hand out. */
+const testSigner = new SigV4Signer({ accessKeyId: 'keyframe', secretAccessKey: SECRET, region: 'us-east-1', service: 's3' });
+
+// --- where the disk store keeps things -------------------------------------------------
+
+const objectFile = (dataDir: string, s3Key: string) => path.join(dataDir, 'objects', s3Key);
+const metaFile = (dataDir: string, s3Key: string) => path.join(dataDir, 'meta', `${s3Key}.json`);
+/** Files (not directories other parts of Keyframe may keep there) in the store's temporary dir. */
+const tmpFiles = (dataDir: string) =>
+  readdirSync(path.join(dataDir, 'tmp'), { withFileTypes: true })
+    .filter((e) => !e.isDirectory())
+    .map((e) => e.name);
+
+async function stateOf(s3Key: string, db: Db = server.db) {
+  return db.selectFrom('uploads').selectAll().where('s3_key', '=', s3Key).executeTakeFirstOrThrow();
+}
+
+/** No object, no sidecar, no temporary file, and the record still pending. */
+async function expectNothingStored(s3Key: string, dataDir = server.dataDir, db: Db = server.db) {
+  expect(existsSync(objectFile(dataDir, s3Key)), 'object file').toBe(false);
+  expect(existsSync(metaFile(dataDir, s3Key)), 'meta file').toBe(false);
+  expect(tmpFiles(dataDir), 'tmp dir').toEqual([]);
+  const row = await stateOf(s3Key, db);
+  expect(row.state).toBe('pending');
+  expect(row.size).toBeNull();
+}
+
+// --- HTTP clients ------------------------------------------------------------------------
+
+interface RawResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+type Body = Buffer | (() => AsyncIterable<Buffer>);
+
+/**
+ * One request with node:http: the path goes on the wire exactly as given (no dot-segment
+ * normalisation, unlike fetch), and a body given as a generator is sent chunked unless a
+ * Content-Length is set. A client error after the answer arrived (the server closing while
+ * we still write) does not hide the answer.
+ */
+function rawRequest(base: string, init: { method: string; path: string; headers?: Record<string, string | number>; body?: Body }): Promise<RawResponse> {
+  const { hostname, port } = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: hostname, port, method: init.method, path: init.path, headers: init.headers, agent: false });
+    let answered = false;
+    req.setTimeout(60_000, () => req.destroy(new Error('request timed out')));
+    req.on('response', (res) => {
+      answered = true;
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
+        req.destroy();
+      });
+      res.on('error', reject);
+    });
+    req.on('error', (err) => {
+      if (!answered) reject(err);
+    });
+    const body = init.body;
+    if (body === undefined) req.end();
+    else if (Buffer.isBuffer(body)) req.end(body);
+    else
+      void (async () => {
+        for await (const chunk of body()) {
+          if (req.destroyed) return;
+          if (!req.write(chunk)) await once(req, 'drain');
+        }
+        req.end();
+      })().catch(() => undefined);
+  });
+}
+
+const pathAndQuery = (url: string) => {
+  const u = new URL(url);
+  return u.pathname + u.search;
+};
+
+async function* zeros(total: number, chunkSize = 256 * 1024): AsyncGenerator<Buffer> {
+  const chunk = Buffer.alloc(chunkSize);
+  for (let sent = 0; sent < total; sent += chunkSize) yield chunk.subarray(0, Math.min(chunkSize, total - sent));
+}
+
+/** Runs the real curl; returns status, headers and body. */
+function curl(args: string[], stdin?: () => AsyncIterable<Buffer>): Promise<{ status: number; headers: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'keyframe-curl-'));
+    const headerFile = path.join(dir, 'headers');
+    const child = spawn('curl', ['-sS', '--max-time', '60', '-D', headerFile, '-o', path.join(dir, 'body'), '-w', '%{http_code}', ...args]);
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d));
+    child.stderr.on('data', (d: Buffer) => (err += d));
+    child.on('error', reject);
+    if (stdin) {
+      void (async () => {
+        for await (const chunk of stdin()) {
+          if (!child.stdin.write(chunk)) await once(child.stdin, 'drain');
+        }
+        child.stdin.end();
+      })().catch(() => undefined);
+      child.stdin.on('error', () => undefined);
+    }
+    child.on('close', (code) => {
+      const result = {
+        status: Number(out.trim()),
+        headers: existsSync(headerFile) ? readFileSync(headerFile, 'utf8') : '',
+        body: existsSync(path.join(dir, 'body')) ? readFileSync(path.join(dir, 'body'), 'utf8') : '',
+      };
+      rmSync(dir, { recursive: true, force: true });
+      if (result.status === 0) reject(new Error(`curl failed (${code}): ${err}`));
+      else resolve(result);
+    });
+  });
+}
+
+/** An S3-style refusal: the status, an XML <Error> body, and one of the given S3 codes. */
+function expectS3Error(res: { status: number; headers: IncomingHttpHeaders | Headers; body: Buffer | string }, status: number, codes: string[]) {
+  const contentType = res.headers instanceof Headers ? res.headers.get('content-type') : res.headers['content-type'];
+  const text = res.body.toString();
+  expect(res.status, text).toBe(status);
+  expect(contentType).toMatch(/^application\/xml/);
+  const code = /^<\?xml[^>]*\?>\s*<Error><Code>([A-Za-z]+)<\/Code><Message>[^<]+<\/Message><\/Error>$/.exec(text)?.[1];
+  expect(codes, text).toContain(code);
+}
+
+const png = (size: number) => Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), randomBytes(size - 8)]);
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+/** Compiles src/ to dist/ for the spawned server; the lock keeps test files from building at once. */
+function build(): void {
+  try {
+    execFileSync('flock', ['/tmp/keyframe-build.lock', 'npx', 'tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'pipe' });
+  } catch (err) {
+    // tsc emits JavaScript even when some file fails the type check; reporting type errors is
+    // `npm run typecheck`'s job, and a broken emit makes the spawned process fail here anyway.
+    console.warn(`npm run build reported errors; testing the JavaScript it emitted:\n${String((err as { stdout?: Buffer }).stdout ?? err)}`);
+  }
+}
+
+// --- tests -------------------------------------------------------------------------------
+
+describe('a successful upload', () => {
+  it('curl -X PUT --data-binary @file → 200 with an ETag; the bytes on disk; the record uploaded', async () => {
+    const p = await presign('image/png');
+    const dir = mkdtempSync(path.join(tmpdir(), 'keyframe-file-'));
+    const file = path.join(dir, 'image.png');
+    const bytes = png(300_000);
+    writeFileSync(file, bytes);
+    try {
+      const res = await curl(['-X', 'PUT', '--data-binary', `@${file}`, '-H', 'Content-Type: image/png', p.upload_url]);
+      expect(res.status, res.body).toBe(200);
+      expect(res.headers).toMatch(/^etag: "[0-9a-f]{32}"\r?$/im);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect((await readFile(objectFile(server.dataDir, p.s3_key))).equals(bytes)).toBe(true);
+    expect(tmpFiles(server.dataDir)).toEqual([]);
+    const row = await stateOf(p.s3_key);
+    expect(row).toMatchObject({ state: 'uploaded', size: bytes.length, sha256: sha256(bytes), content_type: 'image/png' });
+    expect(row.uploaded_at).not.toBeNull();
+  });
+
+  it('a presigned GET URL downloads the bytes; a tampered one is refused', async () => {
+    const p = await presign('image/png');
+    const bytes = png(50_000);
+    const put = await fetch(p.upload_url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: bytes });
+    expect(put.status).toBe(200);
+    const etag = put.headers.get('etag');
+
+    // The same store the server runs, built here with the same secret, data dir and public URL.
+    const store = new DiskStore({ root: server.dataDir, publicUrl: server.url, signingSecret: SECRET });
+    const url = await store.presignGet(p.s3_key, 60);
+    const res = await fetch(url);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('image/png');
+    expect(res.headers.get('etag')).toBe(etag);
+    expect(Buffer.from(await res.arrayBuffer()).equals(bytes)).toBe(true);
+
+    const tampered = url.replace(/X-Amz-Signature=([0-9a-f])/, (_m, c: string) => `X-Amz-Signature=${c === '0' ? '1' : '0'}`);
+    const refused = await fetch(tampered);
+    expectS3Error({ status: refused.status, headers: refused.headers, body: await refused.text() }, 403, ['SignatureDoesNotMatch']);
+
+    const missing = await fetch(await store.presignGet(`users/alice/user-uploads/batch_${'a'.repeat(22)}/file_${'b'.repeat(22)}.png`, 60));
+    expectS3Error({ status: missing.status, headers: missing.headers, body: await missing.text() }, 404, ['NoSuchKey']);
+  });
+
+  it('replaying the same URL after success replaces the object and marks the record uploaded again', async () => {
+    const p = await presign('image/png');
+    const first = png(10_000);
+    expect((await fetch(p.upload_url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: first })).status).toBe(200);
+    await server.db.updateTable('uploads').set({ state: 'verified', verified_at: new Date().toISOString() }).where('s3_key', '=', p.s3_key).execute();
+
+    const second = png(20_000);
+    const res = await fetch(p.upload_url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: second });
+    expect(res.status).toBe(200);
+    expect((await readFile(objectFile(server.dataDir, p.s3_key))).equals(second)).toBe(true);
+    const row = await stateOf(p.s3_key);
+    expect(row).toMatchObject({ state: 'uploaded', size: second.length, sha256: sha256(second), verified_at: null });
+  });
+
+  it('accepts a body of exactly max_bytes', async () => {
+    const p = await presign('image/png');
+    const res = await rawRequest(server.url, {
+      method: 'PUT',
+      path: pathAndQuery(p.upload_url),
+      headers: { 'content-type': 'image/png', 'content-length': IMAGE_MAX },
+      body: () => zeros(IMAGE_MAX),
+    });
+    expect(res.status).toBe(200);
+    expect(statSync(objectFile(server.dataDir, p.s3_key)).size).toBe(IMAGE_MAX);
+  });
+});
+
+describe('refusals of an upload URL: 403, an S3 XML error, nothing stored', () => {
+  let p: Presigned;
+  const body = png(2048);
+
+  beforeAll(async () => {
+    p = await presign('image/png');
+  });
+
+  const put = async (url: string, headers: Record<string, string> = { 'content-type': 'image/png' }) => {
+    const res = await rawRequest(server.url, { method: 'PUT', path: pathAndQuery(url), headers, body });
+    return res;
+  };
+  const refused = async (url: string, headers?: Record<string, string>) => {
+    expectS3Error(await put(url, headers), 403, ['SignatureDoesNotMatch', 'AccessDenied']);
+  };
+
+  it('a wrong signature', async () => {
+    const u = new URL(p.upload_url);
+    const sig = u.searchParams.get('X-Amz-Signature')!;
+    u.searchParams.set('X-Amz-Signature', [...sig].reverse().join(''));
+    expectS3Error(await put(u.toString()), 403, ['SignatureDoesNotMatch']);
+    u.searchParams.set('X-Amz-Signature', 'not-a-signature');
+    await refused(u.toString());
+  });
+
+  it('a changed key path', async () => {
+    const { s3_key: k } = p;
+    const variants = [
+      k.replace(/file_(.)/, (_m, c: string) => `file_${c === 'A' ? 'B' : 'A'}`),
+      k.replace(/batch_(.)/, (_m, c: string) => `batch_${c === 'A' ? 'B' : 'A'}`),
+      k.replace(/\.png$/, '.html'),
+      k.replace('users/alice/', 'users/alicf/'),
+      `${k}/x`,
+      k.slice(0, k.lastIndexOf('/')),
+    ];
+    for (const changed of variants) await refused(p.upload_url.replace(k, changed));
+  });
+
+  it('each signed query parameter changed', async () => {
+    const change: Record<string, (v: string) => string> = {
+      'X-Amz-Algorithm': () => 'AWS4-HMAC-SHA512',
+      'X-Amz-Credential': (v) => v.replace(/^keyframe\//, 'admin/'),
+      'X-Amz-Date': (v) => v.replace(/\d(?=Z$)/, (d) => String((Number(d) + 1) % 10)),
+      'X-Amz-Expires': () => '604800',
+      'X-Amz-SignedHeaders': () => 'host',
+      'x-keyframe-max-bytes': () => String(200 * MiB),
+    };
+    const names = [...new URL(p.upload_url).searchParams.keys()].filter((n) => n !== 'X-Amz-Signature');
+    expect(names.sort()).toEqual(Object.keys(change).sort());
+    for (const name of names) {
+      const u = new URL(p.upload_url);
+      u.searchParams.set(name, change[name]!(u.searchParams.get(name)!));
+      await refused(u.toString());
+    }
+  });
+
+  it('each parameter dropped, duplicated (same or other value), or an extra one added', async () => {
+    const names = [...new URL(p.upload_url).searchParams.keys()];
+    expect(names).toContain('X-Amz-Signature');
+    for (const name of names) {
+      const dropped = new URL(p.upload_url);
+      dropped.searchParams.delete(name);
+      await refused(dropped.toString());
+
+      const same = new URL(p.upload_url);
+      same.searchParams.append(name, same.searchParams.get(name)!);
+      await refused(same.toString());
+
+      const other = new URL(p.upload_url);
+      other.searchParams.append(name, 'x');
+      await refused(other.toString());
+    }
+    const extra = new URL(p.upload_url);
+    extra.searchParams.append('x-amz-acl', 'public-read');
+    await refused(extra.toString());
+    await refused(p.upload_url.split('?')[0]!);
+  });
+
+  it('a Content-Type other than the signed one, or none', async () => {
+    for (const contentType of ['image/jpeg', 'text/html', 'image/svg+xml', 'image/png; charset=utf-8', 'image/png2']) {
+      expectS3Error(await put(p.upload_url, { 'content-type': contentType }), 403, ['SignatureDoesNotMatch']);
+    }
+    expectS3Error(await put(p.upload_url, {}), 403, ['SignatureDoesNotMatch', 'AccessDenied']);
+  });
+
+  it('the upload URL used with another method', async () => {
+    const get = await rawRequest(server.url, { method: 'GET', path: pathAndQuery(p.upload_url) });
+    expect(get.status).toBe(403);
+    expect(get.body.toString()).toMatch(/<Error><Code>/);
+  });
+
+  it('left nothing behind, and the untouched URL still works', async () => {
+    await expectNothingStored(p.s3_key);
+    const ok = await put(p.upload_url);
+    expect(ok.status).toBe(200);
+    expect((await readFile(objectFile(server.dataDir, p.s3_key))).equals(body)).toBe(true);
+  });
+});
+
+describe('expired upload URLs', () => {
+  it('a URL signed in the past is refused; the same signer signing now is accepted', async () => {
+    const p = await presign('image/png');
+    const u = new URL(p.upload_url);
+    const sign = (now: Date) =>
+      testSigner.presign({
+        method: 'PUT',
+        origin: u.origin,
+        pathSegments: ['keyframe', ...p.s3_key.split('/')],
+        query: { 'x-keyframe-max-bytes': String(IMAGE_MAX) },
+        headers: { 'content-type': 'image/png' },
+        expiresInSeconds: 900,
+        now,
+      });
+    const old = sign(new Date(Date.now() - 901_000));
+    const res = await rawRequest(server.url, { method: 'PUT', path: pathAndQuery(old), headers: { 'content-type': 'image/png' }, body: png(100) });
+    expectS3Error(res, 403, ['AccessDenied']);
+    expect(res.body.toString()).toMatch(/expired/i);
+    await expectNothingStored(p.s3_key);
+
+    const fresh = sign(new Date());
+    const ok = await rawRequest(server.url, { method: 'PUT', path: pathAndQuery(fresh), headers: { 'content-type': 'image/png' }, body: png(100) });
+    expect(ok.status).toBe(200);
+  });
+
+  it('with KEYFRAME_UPLOAD_URL_TTL_SECONDS=1, a URL used after 2 s is refused', async () => {
+    const short = await startTestServer({ KEYFRAME_UPLOAD_URL_TTL_SECONDS: '1', KEYFRAME_SIGNING_SECRET: SECRET });
+    try {
+      const shortKey = (await short.createKey('alice')).key;
+      const p = await presign('image/png', short, shortKey);
+      expect(new URL(p.upload_url).searchParams.get('X-Amz-Expires')).toBe('1');
+      await new Promise((r) => setTimeout(r, 2100));
+      const res = await rawRequest(short.url, { method: 'PUT', path: pathAndQuery(p.upload_url), headers: { 'content-type': 'image/png' }, body: png(100) });
+      expectS3Error(res, 403, ['AccessDenied']);
+      await expectNothingStored(p.s3_key, short.dataDir, short.db);
+    } finally {
+      await short.stop();
+    }
+  });
+});
+
+describe('a body over max_bytes, in process', () => {
+  it('one byte over the limit', async () => {
+    const p = await presign('image/png');
+    const res = await rawRequest(server.url, {
+      method: 'PUT',
+      path: pathAndQuery(p.upload_url),
+      headers: { 'content-type': 'image/png' },
+      body: () => zeros(IMAGE_MAX + 1),
+    });
+    expectS3Error(res, 413, ['EntityTooLarge']);
+    await expectNothingStored(p.s3_key);
+  });
+});
+
+describe('a client that disconnects halfway', () => {
+  async function until(condition: () => boolean, what: string) {
+    for (let i = 0; i < 200; i++) {
+      if (condition()) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  }
+
+  it.each([
+    ['with a Content-Length', true],
+    ['chunked', false],
+  ])('leaves nothing visible (%s)', async (_label, withLength) => {
+    const p = await presign('image/png');
+    const { hostname, port } = new URL(server.url);
+    const socket = net.connect(Number(port), hostname);
+    await once(socket, 'connect');
+    const declared = 4 * MiB;
+    socket.write(
+      `PUT ${pathAndQuery(p.upload_url)} HTTP/1.1\r\nHost: ${new URL(server.url).host}\r\nContent-Type: image/png\r\n` +
+        (withLength ? `Content-Length: ${declared}\r\n` : 'Transfer-Encoding: chunked\r\n') +
+        '\r\n',
+    );
+    const half = Buffer.alloc(declared / 2, 7);
+    socket.write(withLength ? half : Buffer.concat([Buffer.from(`${half.length.toString(16)}\r\n`), half, Buffer.from('\r\n')]));
+    // The server has begun writing the temporary file: the upload is really under way.
+    await until(() => tmpFiles(server.dataDir).length > 0, 'the temporary file');
+    socket.destroy();
+    await until(() => tmpFiles(server.dataDir).length === 0, 'the temporary file to go');
+    await expectNothingStored(p.s3_key);
+    // The server is fine afterwards.
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+  });
+});
+
+describe('object paths never leave the data directory', () => {
+  /** A URL with a valid signature for exactly these (decoded) path segments. */
+  const signed = (method: 'PUT' | 'GET', segments: string[]) =>
+    testSigner.presign({
+      method,
+      origin: server.url,
+      pathSegments: segments,
+      query: method === 'PUT' ? { 'x-keyframe-max-bytes': String(IMAGE_MAX) } : {},
+      headers: method === 'PUT' ? { 'content-type': 'image/png' } : {},
+      expiresInSeconds: 60,
+    });
+
+  /** Every file under `dir` whose name contains `marker`. */
+  const findMarker = (dir: string, marker: string) =>
+    existsSync(dir) ? readdirSync(dir, { recursive: true }).map(String).filter((p) => p.includes(marker)) : [];
+
+  it('the test signer is the server signer: a crafted but safe key is accepted', async () => {
+    const url = signed('PUT', ['keyframe', 'users', 'zed', 'crafted-safe.png']);
+    const res = await rawRequest(server.url, { method: 'PUT', path: pathAndQuery(url), headers: { 'content-type': 'image/png' }, body: png(64) });
+    expect(res.status).toBe(200);
+    expect(existsSync(path.join(server.dataDir, 'objects', 'users', 'zed', 'crafted-safe.png'))).toBe(true);
+  });
+
+  const marker = () => `escape-${randomBytes(6).toString('hex')}`;
+  const cases: [string, (m: string) => { segments: string[]; rawPath?: (signedPath: string) => string }][] = [
+    ['.. segments', (m) => ({ segments: ['keyframe', 'users', '..', '..', '..', `${m}.png`] })],
+    ['%2e%2e segments', (m) => ({ segments: ['keyframe', 'users', '..', '..', '..', `${m}.png`], rawPath: (p) => p.replace(/\/\.\.(?=\/)/g, '/%2e%2e') })],
+    ['.%2E mixed case', (m) => ({ segments: ['keyframe', '..', `${m}.png`], rawPath: (p) => p.replace('/../', '/.%2E/') })],
+    ['encoded slashes', (m) => ({ segments: ['keyframe', 'users', `../../../${m}.png`] })],
+    ['encoded backslashes', (m) => ({ segments: ['keyframe', 'users', `..\\..\\..\\${m}.png`] })],
+    ['an absolute path in one segment', (m) => ({ segments: ['keyframe', `/tmp/${m}.png`] })],
+    ['an empty segment (//)', (m) => ({ segments: ['keyframe', '', 'tmp', `${m}.png`] })],
+    ['a dot-file', (m) => ({ segments: ['keyframe', 'users', 'zed', `.${m}`] })],
+    ['a dot-directory', (m) => ({ segments: ['keyframe', '.ssh', `${m}.png`] })],
+    ['a single dot', (m) => ({ segments: ['keyframe', 'users', '.', `${m}.png`] })],
+    ['a NUL byte', (m) => ({ segments: ['keyframe', 'users', `${m}\u0000.png`] })],
+  ];
+
+  it.each(cases)('PUT with %s is refused and writes nothing anywhere', async (_label, make) => {
+    const m = marker();
+    const { segments, rawPath } = make(m);
+    // Not through `new URL`, which would resolve the dot segments before they reach the server.
+    const [signedPath, query] = signed('PUT', segments).slice(server.url.length).split('?') as [string, string];
+    const wirePath = `${rawPath ? rawPath(signedPath) : signedPath}?${query}`;
+    expect(wirePath.startsWith('/')).toBe(true);
+    const res = await rawRequest(server.url, { method: 'PUT', path: wirePath, headers: { 'content-type': 'image/png' }, body: png(64) });
+    expectS3Error(res, 403, ['AccessDenied', 'SignatureDoesNotMatch']);
+    expectNoMarker(m);
+  });
+
+  /** Wherever a traversal could have put the marker: in the data dir, beside it, at the top of /tmp or /. */
+  function expectNoMarker(m: string) {
+    expect(findMarker(server.dataDir, m)).toEqual([]);
+    expect(readdirSync(path.dirname(server.dataDir)).filter((p) => p.includes(m))).toEqual([]);
+    expect(readdirSync('/tmp').filter((p) => p.includes(m))).toEqual([]);
+    expect(readdirSync('/').filter((p) => p.includes(m))).toEqual([]);
+    expect(tmpFiles(server.dataDir)).toEqual([]);
+  }
+
+  it.each([
+    ['another bucket', (m: string) => ['other-bucket', 'users', 'zed', `${m}.png`]],
+    ['the bucket without a key', () => ['keyframe']],
+  ])('PUT with %s is not a store URL at all: 404, nothing written', async (_label, make) => {
+    const m = marker();
+    const res = await rawRequest(server.url, {
+      method: 'PUT',
+      path: signed('PUT', make(m)).slice(server.url.length),
+      headers: { 'content-type': 'image/png' },
+      body: png(64),
+    });
+    expect(res.status).toBe(404);
+    expect(JSON.parse(res.body.toString())).toMatchObject({ error: 'not_found' });
+    expectNoMarker(m);
+  });
+
+  it.each([
+    [['keyframe', '..', 'keyframe.sqlite']],
+    [['keyframe', '..', 'signing-secret']],
+    [['keyframe', '..', '..', 'meta', 'users']],
+    [['keyframe', `../signing-secret`]],
+    [['keyframe', '/etc/passwd']],
+  ])('GET of %j is refused and reveals nothing', async (segments) => {
+    const res = await rawRequest(server.url, { method: 'GET', path: signed('GET', segments).slice(server.url.length) });
+    expectS3Error(res, 403, ['AccessDenied', 'SignatureDoesNotMatch']);
+    expect(res.body.toString()).not.toContain('SQLite format');
+    expect(res.body.toString()).not.toContain(SECRET);
+    expect(res.body.toString()).not.toContain('root:');
+  });
+});
+
+describe('CORS for browser uploads', () => {
+  it('answers a preflight from an allowed origin, and the PUT carries Access-Control-Allow-Origin', async () => {
+    const p = await presign('image/png');
+    const preflight = await fetch(p.upload_url, {
+      method: 'OPTIONS',
+      headers: { origin: ALLOWED_ORIGIN, 'access-control-request-method': 'PUT', 'access-control-request-headers': 'content-type' },
+    });
+    expect(preflight.status).toBeGreaterThanOrEqual(200);
+    expect(preflight.status).toBeLessThan(300);
+    expect(preflight.headers.get('access-control-allow-origin')).toBe(ALLOWED_ORIGIN);
+    expect(preflight.headers.get('access-control-allow-methods')).toMatch(/\bPUT\b/);
+    expect(preflight.headers.get('access-control-allow-headers')).toMatch(/content-type/i);
+
+    const res = await fetch(p.upload_url, { method: 'PUT', headers: { origin: ALLOWED_ORIGIN, 'content-type': 'image/png' }, body: png(100) });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('access-control-allow-origin')).toBe(ALLOWED_ORIGIN);
+    expect(res.headers.get('access-control-expose-headers')).toMatch(/etag/i);
+  });
+
+  it('gives a refusal the CORS header too, so the page can read it', async () => {
+    const p = await presign('image/png');
+    const res = await fetch(p.upload_url, { method: 'PUT', headers: { origin: ALLOWED_ORIGIN, 'content-type': 'image/jpeg' }, body: png(100) });
+    expect(res.status).toBe(403);
+    expect(res.headers.get('access-control-allow-origin')).toBe(ALLOWED_ORIGIN);
+  });
+
+  it('does not allow other origins', async () => {
+    const p = await presign('image/png');
+    const preflight = await fetch(p.upload_url, {
+      method: 'OPTIONS',
+      headers: { origin: 'http://evil.example', 'access-control-request-method': 'PUT' },
+    });
+    expect(preflight.headers.get('access-control-allow-origin')).toBeNull();
+  });
+
+  it('allows no origin when KEYFRAME_CORS_ORIGINS is unset', async () => {
+    const plain = await startTestServer({ KEYFRAME_SIGNING_SECRET: SECRET });
+    try {
+      const p = await presign('image/png', plain, (await plain.createKey('alice')).key);
+      const preflight = await fetch(p.upload_url, {
+        method: 'OPTIONS',
+        headers: { origin: ALLOWED_ORIGIN, 'access-control-request-method': 'PUT' },
+      });
+      expect(preflight.headers.get('access-control-allow-origin')).toBeNull();
+    } finally {
+      await plain.stop();
+    }
+  });
+});
+
+describe('through a separate server process (node bin/keyframe.js serve)', () => {
+  const VIDEO_BYTES = 150 * MiB;
+  let child: ChildProcess;
+  let dataDir: string;
+  let baseUrl: string;
+  let db: Db;
+  let videoKey: string;
+
+  /** Peak resident set size of the server process so far, in bytes. */
+  const peakRss = () => {
+    const kb = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1];
+    if (kb === undefined) throw new Error('no VmHWM in /proc status');
+    return Number(kb) * 1024;
+  };
+
+  beforeAll(async () => {
+    build();
+    dataDir = mkdtempSync(path.join(tmpdir(), 'keyframe-video-'));
+    const port = await new Promise<number>((resolve, reject) => {
+      const probe = net.createServer().once('error', reject);
+      probe.listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as net.AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    baseUrl = `http://127.0.0.1:${port}`;
+    child = spawn(process.execPath, [path.join(ROOT, 'bin/keyframe.js'), 'serve'], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '', PORT: String(port), KEYFRAME_DATA_DIR: dataDir, LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    for (let i = 0; ; i++) {
+      if (await fetch(`${baseUrl}/healthz`).then((r) => r.ok, () => false)) break;
+      if (i === 100) throw new Error('keyframe serve did not start within 10 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    db = await openDatabase(dataDir);
+    videoKey = (await new ApiKeys(db).createKey({ userId: 'victor' })).key;
+  });
+  afterAll(async () => {
+    child?.kill('SIGTERM');
+    if (child && child.exitCode === null) await once(child, 'exit');
+    await db?.destroy();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  const presignOnChild = async (contentType: string) => {
+    const res = await fetch(`${baseUrl}/api/s3/presign-upload`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${videoKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ kind: 'upload', contentType }),
+    });
+    expect(res.status).toBe(200);
+    return (await res.json()) as Presigned;
+  };
+  const presignVideo = () => presignOnChild('video/mp4');
+
+    describe('a 21 MB image: 413, nothing stored', () => {
+    const tooBig = 21 * MiB;
+
+    it('curl with an honest Content-Length (from a file)', async () => {
+      const p = await presignOnChild('image/png');
+      const dir = mkdtempSync(path.join(tmpdir(), 'keyframe-file-'));
+      const file = path.join(dir, 'big.png');
+      writeFileSync(file, Buffer.alloc(tooBig));
+      try {
+        // curl sends `Expect: 100-continue` for a body this large: the refusal must come instead of the invitation.
+        const res = await curl(['-X', 'PUT', '--data-binary', `@${file}`, '-H', 'Content-Type: image/png', p.upload_url]);
+        expect(res.status, res.body).toBe(413);
+        expect(res.headers).not.toMatch(/100 Continue/i);
+        expect(res.body).toMatch(/<Error><Code>EntityTooLarge<\/Code>/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+      await expectNothingStored(p.s3_key, dataDir, db);
+    });
+
+    it('a client that sends an honest Content-Length without Expect: 100-continue (as browsers do)', async () => {
+      const p = await presignOnChild('image/png');
+      const res = await rawRequest(baseUrl, {
+        method: 'PUT',
+        path: pathAndQuery(p.upload_url),
+        headers: { 'content-type': 'image/png', 'content-length': tooBig },
+        body: () => zeros(tooBig),
+      });
+      expectS3Error(res, 413, ['EntityTooLarge']);
+      await expectNothingStored(p.s3_key, dataDir, db);
+    });
+
+    it('a chunked body (no Content-Length) from node:http', async () => {
+      const p = await presignOnChild('image/png');
+      const res = await rawRequest(baseUrl, {
+        method: 'PUT',
+        path: pathAndQuery(p.upload_url),
+        headers: { 'content-type': 'image/png' },
+        body: () => zeros(tooBig),
+      });
+      expectS3Error(res, 413, ['EntityTooLarge']);
+      await expectNothingStored(p.s3_key, dataDir, db);
+    });
+
+    it('a chunked body from curl reading a pipe', async () => {
+      const p = await presignOnChild('image/png');
+      const res = await curl(['-X', 'PUT', '-T', '-', '-H', 'Content-Type: image/png', p.upload_url], () => zeros(tooBig));
+      expect(res.status, res.body).toBe(413);
+      expect(res.headers).toMatch(/transfer-encoding|HTTP\/1\.1 413/i);
+      expect(res.body).toMatch(/<Error><Code>EntityTooLarge<\/Code>/);
+      await expectNothingStored(p.s3_key, dataDir, db);
+    });
+  });
+
+  /** `total` bytes, different in every MiB, streamed from a generator; `hash` sees each chunk. */
+  function videoStream(total: number, hash: ReturnType<typeof createHash>): ReadableStream<Uint8Array> {
+    let sent = 0;
+    const block = randomBytes(MiB);
+    return new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent >= total) return controller.close();
+        const chunk = Buffer.from(block.subarray(0, Math.min(MiB, total - sent)));
+        chunk.writeUInt32BE(sent / MiB, 0);
+        sent += chunk.length;
+        hash.update(chunk);
+        controller.enqueue(chunk);
+      },
+    });
+  }
+
+  const upload = async (url: string, total: number, hash: ReturnType<typeof createHash>) =>
+    fetch(url, { method: 'PUT', headers: { 'content-type': 'video/mp4' }, body: videoStream(total, hash), duplex: 'half' } as RequestInit);
+
+  it('a 150 MB video is accepted while the server’s peak memory grows by less than 64 MB', async () => {
+    // Warm up every code path first, so that what is measured is the upload itself.
+    const warm = await presignVideo();
+    expect((await upload(warm.upload_url, 4 * MiB, createHash('sha256'))).status).toBe(200);
+
+    const p = await presignVideo();
+    const before = peakRss();
+    const hash = createHash('sha256');
+    const res = await upload(p.upload_url, VIDEO_BYTES, hash);
+    expect(res.status, await res.text()).toBe(200);
+    const growth = peakRss() - before;
+
+    const digest = hash.digest('hex');
+    expect(statSync(objectFile(dataDir, p.s3_key)).size).toBe(VIDEO_BYTES);
+    const row = await stateOf(p.s3_key, db);
+    expect(row).toMatchObject({ state: 'uploaded', size: VIDEO_BYTES, sha256: digest });
+    const onDisk = createHash('sha256');
+    for await (const chunk of createReadStream(objectFile(dataDir, p.s3_key))) onDisk.update(chunk as Buffer);
+    expect(onDisk.digest('hex')).toBe(digest);
+
+    console.info(`server peak RSS growth during a ${VIDEO_BYTES / MiB} MiB upload: ${(growth / MiB).toFixed(1)} MiB`);
+    expect(growth).toBeLessThan(64 * MiB);
+  });
+});
