@@ -1,12 +1,18 @@
 import { rm } from 'node:fs/promises';
 import { dataDirWithKey } from './lib/keys.js';
 import { loadPresign, type LoadFigures } from './lib/presign-load.js';
-import { startKeyframe, startPeer, type ChildServer } from './lib/processes.js';
+import { measureWhileAlive, startKeyframe, startPeer, type ChildServer } from './lib/processes.js';
 import { summarise, type Summary } from './lib/stats.js';
+
+type Side = { rps: Summary; p50: Summary; p99: Summary; errors: number };
 
 export interface PresignRow {
   connections: number;
-  keyframe: { rps: Summary; p50: Summary; p99: Summary; errors: number };
+  keyframe: Side;
+  /** Keyframe with KEYFRAME_STORAGE=s3 (Ceph RGW), when RGW is up. */
+  keyframeS3: Side | null;
+  s3VsBare: Summary | null;
+  s3VsSdk: Summary | null;
   bare: { rps: Summary; p50: Summary; p99: Summary; errors: number };
   sdk: { rps: Summary; p50: Summary; p99: Summary; errors: number };
   /** Per-round ratios keyframe/bare and keyframe/sdk (req/s). */
@@ -18,6 +24,8 @@ export interface PresignOptions {
   connections: number[];
   rounds: number;
   seconds: number;
+  /** Environment for a second Keyframe in S3 mode; null when no S3 store is reachable. */
+  s3Env: Record<string, string> | null;
   log: (line: string) => void;
 }
 
@@ -30,6 +38,7 @@ export async function benchPresign(options: PresignOptions): Promise<{ rows: Pre
   const kf = await dataDirWithKey('kf');
   const sdk = await dataDirWithKey('sdk');
   const servers: ChildServer[] = [];
+  const cleanup = [kf.dataDir, sdk.dataDir];
   try {
     const keyframe = await startKeyframe('keyframe', kf.dataDir);
     servers.push(keyframe);
@@ -46,10 +55,17 @@ export async function benchPresign(options: PresignOptions): Promise<{ rows: Pre
     servers.push(sdkServer);
 
     const targets = [
-      { id: 'bare' as const, url: bare.url, key: 'unused' },
-      { id: 'keyframe' as const, url: keyframe.url, key: kf.key },
-      { id: 'sdk' as const, url: sdkServer.url, key: sdk.key },
+      { id: 'bare', url: bare.url, key: 'unused' },
+      { id: 'keyframe', url: keyframe.url, key: kf.key },
+      { id: 'sdk', url: sdkServer.url, key: sdk.key },
     ];
+    if (options.s3Env) {
+      const s3 = await dataDirWithKey('kf-s3');
+      cleanup.push(s3.dataDir);
+      const keyframeS3 = await startKeyframe('keyframe (s3)', s3.dataDir, options.s3Env);
+      servers.push(keyframeS3);
+      targets.push({ id: 'keyframeS3', url: keyframeS3.url, key: s3.key });
+    }
     for (const t of targets) await loadPresign(t.url, t.key, 50, 2); // warm-up (JIT, caches)
 
     const rows: PresignRow[] = [];
@@ -57,7 +73,7 @@ export async function benchPresign(options: PresignOptions): Promise<{ rows: Pre
     for (let round = 1; round <= options.rounds; round++) {
       for (const connections of options.connections) {
         for (const t of targets) {
-          const figures = await loadPresign(t.url, t.key, connections, options.seconds);
+          const figures = await measureWhileAlive(servers, () => loadPresign(t.url, t.key, connections, options.seconds), options.log);
           const id = `${t.id}@${connections}`;
           raw.set(id, [...(raw.get(id) ?? []), figures]);
           options.log(`presign round ${round} c=${connections} ${t.id}: ${figures.rps.toFixed(0)} req/s p99 ${figures.p99} ms errors ${figures.errors + figures.non2xx}`);
@@ -73,9 +89,13 @@ export async function benchPresign(options: PresignOptions): Promise<{ rows: Pre
         errors: of(id).reduce((n, f) => n + f.errors + f.non2xx, 0),
       });
       const kfRuns = of('keyframe');
+      const s3Runs = raw.get(`keyframeS3@${connections}`);
       rows.push({
         connections,
         keyframe: side('keyframe'),
+        keyframeS3: s3Runs ? side('keyframeS3') : null,
+        s3VsBare: s3Runs ? summarise(s3Runs.map((f, i) => f.rps / of('bare')[i]!.rps)) : null,
+        s3VsSdk: s3Runs ? summarise(s3Runs.map((f, i) => f.rps / of('sdk')[i]!.rps)) : null,
         bare: side('bare'),
         sdk: side('sdk'),
         vsBare: summarise(kfRuns.map((f, i) => f.rps / of('bare')[i]!.rps)),
@@ -85,7 +105,6 @@ export async function benchPresign(options: PresignOptions): Promise<{ rows: Pre
     return { rows, responseBytes };
   } finally {
     await Promise.all(servers.map((s) => s.stop()));
-    await rm(kf.dataDir, { recursive: true, force: true });
-    await rm(sdk.dataDir, { recursive: true, force: true });
+    for (const dir of cleanup) await rm(dir, { recursive: true, force: true });
   }
 }

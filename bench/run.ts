@@ -14,6 +14,7 @@ import { ROOT } from './lib/processes.js';
 import { fmt, type Summary } from './lib/stats.js';
 import { benchPresign } from './presign.js';
 import { benchScale } from './scale.js';
+import { benchVerification } from './verification.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 const log = (line: string) => process.stderr.write(`  · ${line}\n`);
@@ -29,16 +30,29 @@ const machine = {
 };
 process.stderr.write(`bench on ${machine.nproc} × ${machine.cpu}, node ${machine.node}${quick ? ' (QUICK smoke run)' : ''}\n`);
 
-const presign = await benchPresign({ connections: [10, 50, 100], rounds: quick ? 1 : 3, seconds: quick ? 1 : 3, log });
-const ingest = await benchIngest({
-  sizeMiB: quick ? 20 : 200,
-  rounds: quick ? 1 : 3,
-  s3Endpoint: process.env.S3_ENDPOINT ?? 'http://127.0.0.1:7480',
-  log,
-});
+const s3Endpoint = process.env.S3_ENDPOINT ?? 'http://127.0.0.1:7480';
+const rgwUp = await fetch(s3Endpoint, { signal: AbortSignal.timeout(2000) }).then(
+  () => true,
+  () => false,
+);
+// Keyframe in S3 mode against Ceph RGW (the credentials scripts/ceph-rgw.sh prints by default).
+const s3Env = rgwUp
+  ? {
+      KEYFRAME_STORAGE: 's3',
+      S3_ENDPOINT: s3Endpoint,
+      S3_BUCKET: process.env.S3_BUCKET ?? 'keyframe-bench',
+      S3_ACCESS_KEY_ID: process.env.S3_ACCESS_KEY_ID ?? 'keyframeaccesskey',
+      S3_SECRET_ACCESS_KEY: process.env.S3_SECRET_ACCESS_KEY ?? 'keyframesecretkey0123456789',
+      S3_CREATE_BUCKET: 'true',
+    }
+  : null;
+if (!rgwUp) log(`Ceph RGW not reachable at ${s3Endpoint}: S3-mode rows skipped (start it with scripts/ceph-rgw.sh)`);
+const presign = await benchPresign({ connections: [10, 50, 100], rounds: quick ? 1 : 3, seconds: quick ? 1 : 3, s3Env, log });
+const ingest = await benchIngest({ sizeMiB: quick ? 20 : 200, rounds: quick ? 1 : 3, s3Endpoint, log });
 const levels = (process.env.BENCH_SCALE_LEVELS ?? (quick ? '10000' : '10000,100000,1000000')).split(',').map(Number);
 const scale = await benchScale({ levels, rounds: quick ? 1 : 3, seconds: quick ? 1 : 2, connections: 50, log });
 const timing = await benchAuthTiming(quick ? 2000 : 20000);
+const verification = await benchVerification(quick ? 10 : 100, quick ? 3 : 10);
 
 const ratio = (s: Summary) => `${fmt(s, 2)}×`;
 const out: string[] = [];
@@ -58,6 +72,14 @@ for (const r of presign.rows) {
     `| presign, ${r.connections} conn | req/s | ${fmt(r.keyframe.rps)} | bare Fastify route, fixed JSON (framework ceiling) | ${fmt(r.bare.rps)} | ${ratio(r.vsBare)} | ≥ 0.6× |`,
     `| presign, ${r.connections} conn | req/s | ${fmt(r.keyframe.rps)} | AWS SDK getSignedUrl + sync SQLite insert | ${fmt(r.sdk.rps)} | ${ratio(r.vsSdk)} | ≥ 5× |`,
   );
+  if (r.keyframeS3 && r.s3VsBare && r.s3VsSdk) {
+    out.push(
+      `| presign (S3 mode, RGW), ${r.connections} conn | req/s | ${fmt(r.keyframeS3.rps)} | bare Fastify route (framework ceiling) | ${fmt(r.bare.rps)} | ${ratio(r.s3VsBare)} | ≥ 0.6× |`,
+      `| presign (S3 mode, RGW), ${r.connections} conn | req/s | ${fmt(r.keyframeS3.rps)} | AWS SDK getSignedUrl + sync SQLite insert | ${fmt(r.sdk.rps)} | ${ratio(r.s3VsSdk)} | ≥ 5× |`,
+    );
+  } else {
+    out.push(`| presign (S3 mode), ${r.connections} conn | req/s | skipped: Ceph RGW not reachable at ${s3Endpoint} | — | — | — | ≥ 0.6× |`);
+  }
 }
 out.push(
   `| upload ${ingest.sizeMiB} MiB (disk store) | MiB/s | ${fmt(ingest.keyframe)} | bare node:http → file + SHA-256 (runtime ceiling) | ${fmt(ingest.runtime)} | ${ratio(ingest.vsRuntime)} | ≥ 0.9× |`,
@@ -73,10 +95,22 @@ for (const s of scale.rows) {
     `| auth lookup (unknown key → 401) with 10^${Math.log10(s.apiKeys).toFixed(0)} keys | req/s | ${fmt(s.authMissRps)} | same server, near-empty db | ${fmt(s.baselineAuthMissRps)} | ${ratio(s.authRatio)} | flat (≈ 1×) |`,
   );
 }
+out.push(
+  '',
+  '| Verification and generation | Keyframe | Reference in the same run | Note |',
+  '|---|---|---|---|',
+  `| verify one reference, first time (in-process) | ${fmt(verification.firstMs, 2)} ms | — | ${verification.references} PNGs of ${(verification.objectBytes / 2 ** 20).toFixed(1)} MiB; ${verification.storeCallsFirst} store calls each |`,
+  `| verify one reference, cached (in-process) | ${fmt(verification.cachedMs, 2)} ms | — | ${verification.storeCallsCached} store calls each |`,
+  `| bytes read from the store per verification | ${verification.maxBytesRead} (max) | object ${verification.objectBytes} bytes | limit ${verification.sniffBytes} (64 KiB) |`,
+  verification.generationMs && verification.presignMs
+    ? `| Create Generation, 10 fresh references (HTTP) | ${fmt(verification.generationMs, 1)} ms | presign on the same server: ${fmt(verification.presignMs, 1)} ms | ${verification.generationNote} |`
+    : `| Create Generation, 10 references | skipped | — | ${verification.generationNote} |`,
+);
 out.push('', '| Presign latency | Keyframe p50 / p99 ms | bare Fastify p50 / p99 ms | SDK+insert p50 / p99 ms | errors (K / bare / SDK) |', '|---|---|---|---|---|');
 for (const r of presign.rows) {
   const lat = (s: { p50: Summary; p99: Summary }) => `${s.p50.median} / ${s.p99.median}`;
   out.push(`| ${r.connections} connections | ${lat(r.keyframe)} | ${lat(r.bare)} | ${lat(r.sdk)} | ${r.keyframe.errors} / ${r.bare.errors} / ${r.sdk.errors} |`);
+  if (r.keyframeS3) out.push(`| ${r.connections} connections, Keyframe S3 mode | ${lat(r.keyframeS3)} | | | ${r.keyframeS3.errors} |`);
 }
 out.push('', '| Key check timing (in-process `ApiKeys.authenticate`, interleaved) | median µs | p90 µs |', '|---|---|---|');
 for (const [name, t] of Object.entries(timing.classes)) out.push(`| ${name} | ${t.medianUs.toFixed(1)} | ${t.p90Us.toFixed(1)} |`);
@@ -93,5 +127,5 @@ process.stdout.write(table + '\n');
 const resultsDir = path.join(ROOT, 'bench/results');
 await mkdir(resultsDir, { recursive: true });
 const file = path.join(resultsDir, `${new Date().toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);
-await writeFile(file, JSON.stringify({ machine, quick, presign, ingest, scale, timing, table }, null, 2));
+await writeFile(file, JSON.stringify({ machine, quick, presign, ingest, scale, timing, verification, table }, null, 2));
 process.stderr.write(`wrote ${path.relative(ROOT, file)}\n`);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import SQLite from 'better-sqlite3';
 import { dataDirWithKey } from './lib/keys.js';
 import { loadAuthMiss, loadPresign } from './lib/presign-load.js';
-import { startKeyframe, type ChildServer } from './lib/processes.js';
+import { measureWhileAlive, startKeyframe, type ChildServer } from './lib/processes.js';
 import { summarise, type Summary } from './lib/stats.js';
 
 export interface ScaleRow {
@@ -44,6 +44,8 @@ export async function benchScale(options: ScaleOptions): Promise<{ rows: ScaleRo
     servers.push(scaled);
     const db = new SQLite(path.join(big.dataDir, 'keyframe.sqlite'));
     db.pragma('journal_mode = WAL');
+    // A large page cache for the bulk fill only (the server keeps its own settings).
+    db.pragma('cache_size = -524288');
     db.pragma('busy_timeout = 5000');
     const users = Array.from({ length: 100 }, (_, i) => `scale-${i}`);
     const addUser = db.prepare("insert or ignore into users (id, webhook_secret, created_at) values (?, 'whsec_bench', ?)");
@@ -60,10 +62,11 @@ export async function benchScale(options: ScaleOptions): Promise<{ rows: ScaleRo
       await loadPresign(scaled.url, big.key, options.connections, 1); // warm the page cache after the fill
       const r = { p: [] as number[], pb: [] as number[], a: [] as number[], ab: [] as number[] };
       for (let round = 1; round <= options.rounds; round++) {
-        r.pb.push((await loadPresign(baseline.url, small.key, options.connections, options.seconds)).rps);
-        r.p.push((await loadPresign(scaled.url, big.key, options.connections, options.seconds)).rps);
-        r.ab.push((await loadAuthMiss(baseline.url, options.connections, options.seconds)).rps);
-        r.a.push((await loadAuthMiss(scaled.url, options.connections, options.seconds)).rps);
+        const alive = <T>(measure: () => Promise<T>) => measureWhileAlive(servers, measure, options.log);
+        r.pb.push((await alive(() => loadPresign(baseline.url, small.key, options.connections, options.seconds))).rps);
+        r.p.push((await alive(() => loadPresign(scaled.url, big.key, options.connections, options.seconds))).rps);
+        r.ab.push((await alive(() => loadAuthMiss(baseline.url, options.connections, options.seconds))).rps);
+        r.a.push((await alive(() => loadAuthMiss(scaled.url, options.connections, options.seconds))).rps);
         options.log(
           `scale ${level} round ${round}: presign ${r.p.at(-1)!.toFixed(0)} vs ${r.pb.at(-1)!.toFixed(0)} req/s, ` +
             `auth miss ${r.a.at(-1)!.toFixed(0)} vs ${r.ab.at(-1)!.toFixed(0)} req/s`,

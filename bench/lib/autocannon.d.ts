@@ -1,6 +1,6 @@
 // autocannon ships no types; this declares the part of its API the bench and the soak test use.
 declare module 'autocannon' {
-  interface Histogram {
+  export interface Histogram {
     average: number;
     mean: number;
     p50: number;
@@ -8,7 +8,7 @@ declare module 'autocannon' {
     max: number;
     total: number;
   }
-  interface Result {
+  export interface Result {
     requests: Histogram;
     latency: Histogram;
     throughput: Histogram;
@@ -19,7 +19,7 @@ declare module 'autocannon' {
     '2xx': number;
     statusCodeStats?: Record<string, { count: number }>;
   }
-  interface RequestSpec {
+  export interface RequestSpec {
     method?: string;
     path?: string;
     headers?: Record<string, string>;
@@ -27,7 +27,7 @@ declare module 'autocannon' {
     setupRequest?: (request: RequestSpec, context: Record<string, unknown>) => RequestSpec | undefined | null;
     onResponse?: (status: number, body: string, context: Record<string, unknown>, headers: Record<string, string>) => void;
   }
-  interface Options extends RequestSpec {
+  export interface Options extends RequestSpec {
     url: string;
     connections?: number;
     duration?: number;

@@ -13,6 +13,14 @@ export interface ChildServer {
   pid: number;
   url: string;
   child: ChildProcess;
+  /** The last few KB the process wrote to stderr (for failure messages). */
+  stderrTail(): string;
+  /**
+   * Starts the process again on the same port when it is no longer running (this
+   * machine is shared; a bench must not publish zeros because a server vanished).
+   * Resolves to a note saying why it had died, or null when it was alive.
+   */
+  reviveIfDead(): Promise<string | null>;
   stop(): Promise<void>;
 }
 
@@ -30,27 +38,30 @@ export function freePort(): Promise<number> {
 /** Starts the real `keyframe serve` (compiled dist/) on loopback: on `env.PORT` when given, else a free port. */
 export async function startKeyframe(name: string, dataDir: string, env: Record<string, string> = {}): Promise<ChildServer> {
   const port = env.PORT ? Number(env.PORT) : await freePort();
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin/keyframe.js'), 'serve'], {
-    cwd: ROOT,
-    env: { ...process.env, HOST: '127.0.0.1', KEYFRAME_DATA_DIR: dataDir, ...env, PORT: String(port) },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  return waitUntilUp(name, child, `http://127.0.0.1:${port}`, '/healthz');
+  const launch = () =>
+    spawn(process.execPath, [path.join(ROOT, 'bin/keyframe.js'), 'serve'], {
+      cwd: ROOT,
+      env: { ...process.env, HOST: '127.0.0.1', KEYFRAME_DATA_DIR: dataDir, ...env, PORT: String(port) },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+  return waitUntilUp(name, launch, `http://127.0.0.1:${port}`, '/healthz');
 }
 
 /** Starts one of bench/servers/*.ts (a peer) through vite-node on a free loopback port. */
 export async function startPeer(name: string, script: string, env: Record<string, string> = {}): Promise<ChildServer> {
   const port = await freePort();
-  const child = spawn(process.execPath, [VITE_NODE, path.join(ROOT, 'bench/servers', script)], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: String(port), ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  return waitUntilUp(name, child, `http://127.0.0.1:${port}`, '/healthz');
+  const launch = () =>
+    spawn(process.execPath, [VITE_NODE, path.join(ROOT, 'bench/servers', script)], {
+      cwd: ROOT,
+      env: { ...process.env, PORT: String(port), ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+  return waitUntilUp(name, launch, `http://127.0.0.1:${port}`, '/healthz');
 }
 
-async function waitUntilUp(name: string, child: ChildProcess, url: string, probe: string): Promise<ChildServer> {
+async function waitUntilUp(name: string, launch: () => ChildProcess, url: string, probe: string): Promise<ChildServer> {
   let stderr = '';
+  const child = launch();
   child.stderr?.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
   });
@@ -71,19 +82,29 @@ async function waitUntilUp(name: string, child: ChildProcess, url: string, probe
     }
     await sleep(100);
   }
-  return {
+  const server: ChildServer = {
     name,
     pid: child.pid!,
     url,
     child,
+    stderrTail: () => stderr,
+    async reviveIfDead() {
+      const { exitCode, signalCode } = server.child;
+      if (exitCode === null && signalCode === null) return null;
+      const fresh = await waitUntilUp(name, launch, url, probe);
+      const note = `${name} had exited (${signalCode ?? `code ${exitCode}`}); restarted`;
+      Object.assign(server, { pid: fresh.pid, child: fresh.child, stderrTail: fresh.stderrTail, stop: fresh.stop });
+      return note;
+    },
     stop: () =>
       new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
         child.once('exit', () => resolve());
         child.kill('SIGTERM');
         setTimeout(() => child.kill('SIGKILL'), 5000).unref();
       }),
   };
+  return server;
 }
 
 /** Resident set size of a process in bytes (Linux /proc). */
@@ -94,3 +115,20 @@ export function rssBytes(pid: number): number {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Runs one measurement; if one of `servers` died meanwhile (killed from outside:
+ * this machine is shared), restarts it and measures again, once.
+ */
+export async function measureWhileAlive<T>(servers: ChildServer[], measure: () => Promise<T>, log: (line: string) => void): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    for (const s of servers) {
+      const note = await s.reviveIfDead();
+      if (note) log(note);
+    }
+    const result = await measure();
+    const dead = servers.filter((s) => s.child.exitCode !== null || s.child.signalCode !== null);
+    if (dead.length === 0 || attempt === 2) return result;
+    log(`${dead.map((s) => s.name).join(', ')} died during a measurement; measuring again`);
+  }
+}

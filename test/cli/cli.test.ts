@@ -10,10 +10,13 @@ const BIN = path.join(ROOT, 'bin/keyframe.js');
 
 let dataDir: string;
 
-/** Compiles src/ to dist/ once; the lock keeps test files that spawn bin/keyframe.js from building at once. */
+/** Compiles src/ to dist/ (what `npm run build` does) for the spawned `keyframe` processes. */
 function build(): void {
+  // Under the lock, and only when a source file is newer than the build: other test files
+  // spawn bin/keyframe.js too, and must never load a dist/ file that is being rewritten.
+  const script = 'if [ ! -f dist/cli/main.js ] || [ -n "$(find src -newer dist/cli/main.js -print -quit)" ]; then npx tsc -p tsconfig.build.json; fi';
   try {
-    execFileSync('flock', ['/tmp/keyframe-build.lock', 'npx', 'tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'pipe' });
+    execFileSync('flock', ['/tmp/keyframe-build.lock', 'sh', '-c', script], { cwd: ROOT, stdio: 'pipe' });
   } catch (err) {
     // tsc emits JavaScript even when some file fails the type check; reporting type errors is
     // `npm run typecheck`'s job, and a broken emit makes the spawned process fail here anyway.
@@ -45,6 +48,13 @@ function keyframe(args: string[], env: Record<string, string> = {}): Promise<Run
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** Runs a command that must succeed and print JSON; its output. */
+async function keyframeJson(args: string[]): Promise<any> {
+  const res = await keyframe(args);
+  expect(res.code, res.stderr).toBe(0);
+  return JSON.parse(res.stdout);
 }
 
 /** Exactly one non-empty line. */
@@ -113,7 +123,7 @@ describe('keyframe keys', () => {
     expect(created.scopes).toEqual(['templates:read', 'generations:write']);
     expect(created.name).toBe('ci bot');
 
-    const only = JSON.parse((await keyframe(['keys', 'create', '--user', 'kim', '--scope', 'generations:write', '--json'])).stdout);
+    const only = await keyframeJson(['keys', 'create', '--user', 'kim', '--scope', 'generations:write', '--json']);
     expect(only.scopes).toEqual(['generations:write']);
   });
 
@@ -121,13 +131,13 @@ describe('keyframe keys', () => {
     expect((await keyframe(['users', 'list', '--json'])).stdout).not.toContain('"newcomer"');
     const res = await keyframe(['keys', 'create', '--user', 'newcomer', '--json']);
     expect(res.code).toBe(0);
-    const users = JSON.parse((await keyframe(['users', 'list', '--json'])).stdout) as { id: string }[];
+    const users = await keyframeJson(['users', 'list', '--json']) as { id: string }[];
     expect(users.map((u) => u.id)).toContain('newcomer');
   });
 
   it('list never prints a key, in text or JSON, and revoke marks it', async () => {
-    const a = JSON.parse((await keyframe(['keys', 'create', '--user', 'lee', '--name', 'first', '--json'])).stdout);
-    const b = JSON.parse((await keyframe(['keys', 'create', '--user', 'lee', '--json'])).stdout);
+    const a = await keyframeJson(['keys', 'create', '--user', 'lee', '--name', 'first', '--json']);
+    const b = await keyframeJson(['keys', 'create', '--user', 'lee', '--json']);
     const secrets = [a.key, b.key].map((k: string) => k.slice('prism_sk_'.length));
 
     for (const args of [['keys', 'list'], ['keys', 'list', '--json'], ['keys', 'list', '--user', 'lee'], ['keys', 'list', '--user', 'lee', '--json']]) {
@@ -141,7 +151,7 @@ describe('keyframe keys', () => {
       expect(res.stdout).toContain(b.id);
     }
 
-    const listed = JSON.parse((await keyframe(['keys', 'list', '--user', 'lee', '--json'])).stdout) as Record<string, unknown>[];
+    const listed = await keyframeJson(['keys', 'list', '--user', 'lee', '--json']) as Record<string, unknown>[];
     expect(listed.map((k) => k.id)).toEqual([a.id, b.id]);
     expect(listed[0]).not.toHaveProperty('key');
     expect(listed[0]).not.toHaveProperty('key_hash');
@@ -149,7 +159,7 @@ describe('keyframe keys', () => {
 
     const revoked = await keyframe(['keys', 'revoke', a.id]);
     expect(revoked.code).toBe(0);
-    const after = JSON.parse((await keyframe(['keys', 'list', '--user', 'lee', '--json'])).stdout) as Record<string, unknown>[];
+    const after = await keyframeJson(['keys', 'list', '--user', 'lee', '--json']) as Record<string, unknown>[];
     expect(after.find((k) => k.id === a.id)?.revoked_at).toEqual(expect.any(String));
     expect(after.find((k) => k.id === b.id)?.revoked_at).toBeNull();
     expect((await keyframe(['keys', 'list', '--user', 'lee'])).stdout).toMatch(new RegExp(`${a.id}\\t.*revoked`));
@@ -242,7 +252,7 @@ describe('the CLI and a running server share the data dir', () => {
     });
 
   it('a key created by the CLI works at once; its revocation takes effect on the next request', async () => {
-    const created = JSON.parse((await keyframe(['keys', 'create', '--user', 'mallory', '--json'])).stdout);
+    const created = await keyframeJson(['keys', 'create', '--user', 'mallory', '--json']);
     const ok = await presign(created.key);
     expect(ok.status).toBe(200);
     expect(((await ok.json()) as { s3_key: string }).s3_key.startsWith('users/mallory/')).toBe(true);

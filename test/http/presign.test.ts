@@ -1,5 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -209,6 +210,24 @@ describe('POST /api/s3/presign-upload: 403 forbidden', () => {
   });
 });
 
+describe('POST /api/s3/presign-upload: 500 server_error', () => {
+  it('when the upload cannot be recorded: the envelope, and nothing of the cause', async () => {
+    const detail = 'internal-detail-7f3a SELECT key_hash FROM api_keys';
+    // A real failure of the real database: a trigger that aborts every new upload record.
+    await sql`CREATE TRIGGER refuse_uploads BEFORE INSERT ON uploads BEGIN SELECT RAISE(ABORT, ${sql.lit(detail)}); END`.execute(server.db);
+    try {
+      const res = await presign({ kind: 'upload', contentType: 'image/png' });
+      const body = expectEnvelope(res, 500, 'server_error');
+      expect(res.text).not.toContain('internal-detail-7f3a');
+      expect(res.text).not.toMatch(/trigger|uploads|SQLITE|key_hash/i);
+      expect(body.message).toBe('Internal server error');
+    } finally {
+      await sql`DROP TRIGGER refuse_uploads`.execute(server.db);
+    }
+    expect((await presign({ kind: 'upload', contentType: 'image/png' })).status).toBe(200);
+  });
+});
+
 describe('wrong method, unknown route, oversized body', () => {
   it.each(['GET', 'PUT', 'PATCH', 'DELETE'])('%s on the presign route is a 405', async (method) => {
     const res = await send({ method, headers: withKey(method === 'GET' || method === 'DELETE' ? {} : json), body: method === 'GET' || method === 'DELETE' ? undefined : '{}' });
@@ -307,6 +326,12 @@ describe('POST /api/s3/presign-upload: 200', () => {
     expect(body.content_type).toBe(normalised);
     const row = await server.db.selectFrom('uploads').select('content_type').where('s3_key', '=', body.s3_key).executeTakeFirstOrThrow();
     expect(row.content_type).toBe(normalised);
+  });
+
+  it('accepts a JSON Content-Type with parameters', async () => {
+    const res = await send({ headers: withKey({ 'content-type': 'application/json; charset=utf-8' }), body: JSON.stringify({ kind: 'upload', contentType: 'audio/flac' }) });
+    expect(res.status, res.text).toBe(200);
+    expect(JSON.parse(res.text).max_bytes).toBe(52428800);
   });
 
   it('ignores unknown extra fields, including ones that look like they steer the key', async () => {

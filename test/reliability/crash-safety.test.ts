@@ -89,7 +89,8 @@ async function checkInvariants(answered200: Map<string, Buffer>, context: string
     expect(objects, `${context}: object of uploaded record ${row.s3_key}`).toContain(row.s3_key);
   }
   for (const [s3Key, body] of answered200) {
-    expect(await readFile(path.join(dataDir, 'objects', s3Key)), `${context}: ${s3Key} was answered 200`).toEqual(body);
+    const stored = await readFile(path.join(dataDir, 'objects', s3Key));
+    expect(stored.equals(body), `${context}: ${s3Key} was answered 200, ${stored.length} bytes stored of ${body.length}`).toBe(true);
   }
 }
 
@@ -113,13 +114,15 @@ describe('crash safety', () => {
           method: 'POST',
           headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
           body: JSON.stringify({ kind: 'upload', contentType: 'video/mp4' }),
+        }).catch((err: Error) => {
+          throw new Error(`presign failed (${err.message}); server exit ${server!.child.exitCode} ${server!.child.signalCode}, stderr: ${server!.stderrTail()}`);
         });
         expect(res.status).toBe(200);
         const { s3_key: s3Key, upload_url: uploadUrl } = (await res.json()) as { s3_key: string; upload_url: string };
-        const body = Buffer.alloc(64 * 1024 * (1 + Math.floor(random() * 24)), round * 16 + i);
+        const body = Buffer.alloc(64 * 1024 * (8 + Math.floor(random() * 56)), round * 16 + i);
         started.push({ s3Key, body });
         uploads.push(
-          slowPut(uploadUrl, body, Math.floor(random() * 8)).then((status) => {
+          slowPut(uploadUrl, body, 3 + Math.floor(random() * 8)).then((status) => {
             if (status === 200) answered200.set(s3Key, body);
             return status;
           }),

@@ -365,6 +365,22 @@ describe('hostile API input', () => {
       await expectStillUp();
     });
 
+    it('header values with bytes over 0x7f (invalid UTF-8) get the envelope', async () => {
+      const body = '{"kind":"upload","contentType":"image/png"}';
+      const cases: [string, Record<string, string | number>][] = [
+        ['authorization', { authorization: `Bearer prism_sk_${'\xff'.repeat(43)}`, 'content-type': 'application/json' }],
+        ['content-type', { authorization: `Bearer ${key}`, 'content-type': 'application/json\xff\xfe' }],
+        ['extra header', { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'x-note': '\xc3\x28\xa0\xa1' }],
+      ];
+      for (const [name, headers] of cases) {
+        const head = Buffer.from(requestHead('POST', '/api/s3/presign-upload', { ...headers, 'content-length': body.length }), 'latin1');
+        const res = await rawRequest(port, { parts: [head, body] });
+        if (name === 'extra header' && res.status === 200) continue;
+        expectEnvelope4xx(res.status, res.body, `bytes over 0x7f in ${name}`, [key]);
+      }
+      await expectStillUp();
+    });
+
     it('nothing a client sends reaches the log as a key or a signature', async () => {
       // The logger redacts Authorization and logs paths without query strings; here the answers are checked too.
       const res = await send('POST', '/api/s3/presign-upload', { authorization: `Bearer ${key}x`, 'content-type': 'application/json' }, '{}');

@@ -1,0 +1,114 @@
+import fs from 'node:fs';
+import { rm } from 'node:fs/promises';
+import autocannon, { type RequestSpec, type Result } from 'autocannon';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dataDirWithKey } from '../../bench/lib/keys.js';
+import { rssBytes, startKeyframe, type ChildServer } from '../../bench/lib/processes.js';
+
+/**
+ * Load and soak on loopback: the real `keyframe serve` process takes mixed
+ * presign → upload (→ status, when that route exists) traffic at about half of
+ * the presign capacity measured at the start of the run. Zero errors, and RSS
+ * and open file descriptors stay flat after warm-up (generous bounds: this is
+ * a leak detector, not a timing assertion).
+ */
+const SOAK_SECONDS = Number(process.env.SOAK_SECONDS ?? 60);
+const WARM_UP_SECONDS = 15;
+const MiB = 1024 * 1024;
+
+let server: ChildServer;
+let dataDir: string;
+let key: string;
+
+beforeAll(async () => {
+  ({ dataDir, key } = await dataDirWithKey('soak'));
+  server = await startKeyframe('keyframe', dataDir, { LOG_LEVEL: 'warn' });
+});
+
+afterAll(async () => {
+  await server?.stop();
+  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+});
+
+const openFds = (pid: number) => fs.readdirSync(`/proc/${pid}/fd`).length;
+
+const PNG = Buffer.concat([Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489', 'hex'), Buffer.alloc(32 * 1024, 1)]);
+
+describe('load and soak', () => {
+  it(`mixed traffic at half capacity for ${SOAK_SECONDS} s: no errors, RSS and fds flat`, async () => {
+    const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    const capacity = await autocannon({
+      url: `${server.url}/api/s3/presign-upload`,
+      method: 'POST',
+      headers: auth,
+      body: '{"kind":"upload","contentType":"image/png"}',
+      connections: 20,
+      duration: 3,
+    });
+    const presignPerSecond = capacity.requests.total / capacity.duration;
+    expect(capacity.non2xx + capacity.errors).toBe(0);
+
+    const statusProbe = await fetch(`${server.url}/api/uploads/status?key=x`, { headers: { authorization: auth.authorization } });
+    const withStatus = !(statusProbe.status === 404 && (await statusProbe.text()).includes('No route'));
+    // One cycle is presign + upload (+ status); run cycles at half the presign capacity.
+    const perCycle = withStatus ? 3 : 2;
+    const rate = Math.max(10, Math.floor(presignPerSecond / 2));
+    console.log(`soak: presign capacity ${presignPerSecond.toFixed(0)} req/s; mixed load at ${rate} req/s (${perCycle} requests per cycle) for ${SOAK_SECONDS} s`);
+
+    const samples: { t: number; rss: number; fds: number }[] = [];
+    const baselineFds = openFds(server.pid);
+    const started = Date.now();
+    const sampler = setInterval(() => samples.push({ t: (Date.now() - started) / 1000, rss: rssBytes(server.pid), fds: openFds(server.pid) }), 1000);
+    const requests: RequestSpec[] = [
+      {
+        method: 'POST',
+        path: '/api/s3/presign-upload',
+        headers: auth,
+        body: '{"kind":"upload","contentType":"image/png","fileName":"soak.png"}',
+        onResponse: (status, body, context) => {
+          if (status !== 200) return;
+          const { upload_url: url, s3_key: s3Key } = JSON.parse(body) as { upload_url: string; s3_key: string };
+          const u = new URL(url);
+          context.uploadPath = u.pathname + u.search;
+          context.s3Key = s3Key;
+        },
+      },
+      {
+        method: 'PUT',
+        headers: { 'content-type': 'image/png' },
+        body: PNG,
+        setupRequest: (request, context) => ({ ...request, path: context.uploadPath as string }),
+      },
+    ];
+    if (withStatus) {
+      requests.push({
+        method: 'GET',
+        headers: { authorization: auth.authorization },
+        setupRequest: (request, context) => ({ ...request, path: `/api/uploads/status?key=${encodeURIComponent(context.s3Key as string)}` }),
+      });
+    }
+    let result: Result;
+    try {
+      result = await autocannon({ url: server.url, connections: 10, duration: SOAK_SECONDS, overallRate: rate, requests });
+    } finally {
+      clearInterval(sampler);
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+    const afterFds = openFds(server.pid);
+
+    const warm = samples.filter((s) => s.t >= WARM_UP_SECONDS);
+    const reference = warm[0]!;
+    const peakRss = Math.max(...warm.map((s) => s.rss));
+    const peakFds = Math.max(...warm.map((s) => s.fds));
+    console.log(
+      `soak: ${result.requests.total} requests, ${result.non2xx} non-2xx, ${result.errors} errors, ${result.timeouts} timeouts; ` +
+        `RSS ${(reference.rss / MiB).toFixed(0)} MiB at warm-up end, peak ${(peakRss / MiB).toFixed(0)} MiB, last ${(samples.at(-1)!.rss / MiB).toFixed(0)} MiB; ` +
+        `fds ${baselineFds} idle, ${reference.fds} at warm-up end, peak ${peakFds}, ${afterFds} after`,
+    );
+    expect(result.requests.total).toBeGreaterThan(rate * SOAK_SECONDS * 0.5);
+    expect({ non2xx: result.non2xx, errors: result.errors, timeouts: result.timeouts }).toEqual({ non2xx: 0, errors: 0, timeouts: 0 });
+    expect(peakRss - reference.rss, 'RSS growth after warm-up').toBeLessThan(64 * MiB);
+    expect(peakFds - reference.fds, 'open fds growth after warm-up').toBeLessThan(20);
+    expect(afterFds - baselineFds, 'fds left open once the load stopped').toBeLessThan(5);
+  });
+});
