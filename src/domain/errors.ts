@@ -14,9 +14,10 @@ export const ERROR_STATUS = {
   server_error: 500,
   generation_error: 500,
   method_not_allowed: 405,
+  request_timeout: 408,
   payload_too_large: 413,
-  unsupported_media_type: 415,
   rate_limited: 429,
+  headers_too_large: 431,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

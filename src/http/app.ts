@@ -9,7 +9,7 @@ import type { Uploads } from '../domain/uploads.js';
 import type { Verifier } from '../domain/verification.js';
 import { DiskStore } from '../storage/disk/disk-store.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import { installErrorHandling } from './errors.js';
+import { clientErrorHandler, frameworkErrorHandler, installErrorHandling } from './errors.js';
 import { methodNotAllowed } from './method-not-allowed.js';
 import { objectRoutes } from './routes/objects.js';
 import { generationRoutes } from './routes/generations.js';
@@ -36,6 +36,9 @@ const JSON_BODY_LIMIT = 1024 * 1024;
 export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> {
   const app = Fastify({
     logger: deps.logger,
+    // Malformed HTTP and URLs are answered in the envelope too, never with Fastify's own body.
+    clientErrorHandler,
+    frameworkErrors: frameworkErrorHandler,
     bodyLimit: JSON_BODY_LIMIT,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     // Keys of presigned URLs may be long; the default 100-char segment limit would 404 them.
