@@ -1,10 +1,10 @@
-import net from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './config.js';
 import { openDatabase, type Db } from './db/database.js';
 import { ApiKeys } from './domain/api-keys.js';
 import { Uploads } from './domain/uploads.js';
 import { Verifier } from './domain/verification.js';
+import { freePort } from './free-port.js';
 import { openGenerationPipeline, type GenerationPipeline } from './generation-pipeline.js';
 import { buildApp } from './http/app.js';
 import { loggerOptions } from './http/logging.js';
@@ -72,13 +72,3 @@ export async function startServer(config: Config): Promise<RunningServer> {
 
 const hostForUrl = (host: string) => (host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host);
 
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, host, () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}

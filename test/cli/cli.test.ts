@@ -1,28 +1,14 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
-const BIN = path.join(ROOT, 'bin/keyframe.js');
+import { BIN, ensureBuilt, ROOT } from '../helpers/build.js';
 
 let dataDir: string;
 
-/** Compiles src/ to dist/ (what `npm run build` does) for the spawned `keyframe` processes. */
-function build(): void {
-  // Under the lock, and only when a source file is newer than the build: other test files
-  // spawn bin/keyframe.js too, and must never load a dist/ file that is being rewritten.
-  const script = 'if [ ! -f dist/cli/main.js ] || [ -n "$(find src -newer dist/cli/main.js -print -quit)" ]; then npx tsc -p tsconfig.build.json; fi';
-  try {
-    execFileSync('flock', ['/tmp/keyframe-build.lock', 'sh', '-c', script], { cwd: ROOT, stdio: 'pipe' });
-  } catch (err) {
-    // tsc emits JavaScript even when some file fails the type check; reporting type errors is
-    // `npm run typecheck`'s job, and a broken emit makes the spawned process fail here anyway.
-    console.warn(`npm run build reported errors; testing the JavaScript it emitted:\n${String((err as { stdout?: Buffer }).stdout ?? err)}`);
-  }
-}
 
 interface Run {
   code: number | null;
@@ -65,7 +51,7 @@ const oneLine = (text: string) => {
 };
 
 beforeAll(() => {
-  build();
+  ensureBuilt();
   dataDir = mkdtempSync(path.join(tmpdir(), 'keyframe-cli-'));
 });
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));

@@ -1,15 +1,13 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import SQLite from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BIN = path.join(ROOT, 'bin', 'keyframe.js');
+import { freePort } from '../../src/free-port.js';
+import { BIN, ensureBuilt, ROOT } from '../helpers/build.js';
 const run = promisify(execFile);
 
 let dataDir: string;
@@ -17,16 +15,6 @@ let port: number;
 let env: NodeJS.ProcessEnv;
 const children = new Set<ChildProcess>();
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port: p } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(p));
-    });
-  });
-}
 
 /** `keyframe serve` as a child process; resolves once /healthz answers (checked every 100 ms, 30 s at most). */
 async function serve(): Promise<ChildProcess> {
@@ -72,7 +60,7 @@ function jobRow(id: string): { status: string; started_at: string | null; attemp
 
 beforeAll(async () => {
   // The child runs the compiled code: compile the current sources first.
-  await run('npm', ['run', 'build'], { cwd: ROOT });
+  ensureBuilt();
   dataDir = await mkdtemp(path.join(tmpdir(), 'keyframe-restart-'));
   port = await freePort();
   env = { ...process.env, HOST: '127.0.0.1', PORT: String(port), KEYFRAME_DATA_DIR: dataDir, LOG_LEVEL: 'warn' };

@@ -1,4 +1,4 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -12,9 +12,9 @@ import { openDatabase, type Db } from '../../src/db/database.js';
 import { ApiKeys } from '../../src/domain/api-keys.js';
 import { DiskStore } from '../../src/storage/disk/disk-store.js';
 import { SigV4Signer } from '../../src/storage/sigv4.js';
+import { ensureBuilt, ROOT } from '../helpers/build.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
 const SECRET = 'disk-upload-test-signing-secret-0123456789';
 const ALLOWED_ORIGIN = 'http://app.example';
 const IMAGE_MAX = 20 * 1024 * 1024;
@@ -181,19 +181,6 @@ function expectS3Error(res: { status: number; headers: IncomingHttpHeaders | Hea
 const png = (size: number) => Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), randomBytes(size - 8)]);
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
-/** Compiles src/ to dist/ (what `npm run build` does) for the spawned `keyframe` processes. */
-function build(): void {
-  // Under the lock, and only when a source file is newer than the build: other test files
-  // spawn bin/keyframe.js too, and must never load a dist/ file that is being rewritten.
-  const script = 'if [ ! -f dist/cli/main.js ] || [ -n "$(find src -newer dist/cli/main.js -print -quit)" ]; then npx tsc -p tsconfig.build.json; fi';
-  try {
-    execFileSync('flock', ['/tmp/keyframe-build.lock', 'sh', '-c', script], { cwd: ROOT, stdio: 'pipe' });
-  } catch (err) {
-    // tsc emits JavaScript even when some file fails the type check; reporting type errors is
-    // `npm run typecheck`'s job, and a broken emit makes the spawned process fail here anyway.
-    console.warn(`npm run build reported errors; testing the JavaScript it emitted:\n${String((err as { stdout?: Buffer }).stdout ?? err)}`);
-  }
-}
 
 // --- tests -------------------------------------------------------------------------------
 
@@ -631,7 +618,7 @@ describe('through a separate server process (node bin/keyframe.js serve)', () =>
   };
 
   beforeAll(async () => {
-    build();
+    ensureBuilt();
     dataDir = mkdtempSync(path.join(tmpdir(), 'keyframe-video-'));
     const port = await new Promise<number>((resolve, reject) => {
       const probe = net.createServer().once('error', reject);

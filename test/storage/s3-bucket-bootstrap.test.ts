@@ -1,4 +1,4 @@
-import net from 'node:net';
+import { freePort } from '../../src/free-port.js';
 import { HeadBucketCommand } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startTestServer } from '../helpers/server.js';
@@ -9,17 +9,6 @@ import { assertRgwReachable, rawS3Client, removeBucket, rgwForTests, s3ServerEnv
 
 const rgw = await rgwForTests('S3 bucket bootstrap test');
 
-/** A loopback port that nothing listens on (taken, then released). */
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 const expectSafeMessage = (message: string) => {
   expect(message).not.toContain(rgw.secretAccessKey);
@@ -28,7 +17,7 @@ const expectSafeMessage = (message: string) => {
 
 describe('S3 bucket bootstrap without a service', () => {
   it('fails start-up naming the endpoint and bucket when nothing answers', async () => {
-    const endpoint = `http://127.0.0.1:${await closedPort()}`;
+    const endpoint = `http://127.0.0.1:${await freePort() /* released at once: nothing listens there */}`;
     const error = await startTestServer(s3ServerEnv({ ...rgw, endpoint }, 'kf-nowhere')).then(
       () => null,
       (err: Error) => err,

@@ -10,19 +10,11 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { S3Config } from '../../config.js';
 import type { ObjectInfo, ObjectStore, PresignPutInput } from '../object-store.js';
 
-/** Where the store is and how to reach it: the S3 part of the config, as plain values. */
-export interface S3StoreOptions {
-  /** Base URL of an S3-compatible service (Ceph RGW, MinIO, R2...); null means AWS S3. */
-  endpoint: string | null;
-  region: string;
-  bucket: string;
-  accessKeyId: string;
-  secretAccessKey: string;
-  /** Bucket in the path (http://host/bucket/key) rather than the host name; RGW and MinIO need it. */
-  forcePathStyle: boolean;
-}
+/** Where the store is and how to reach it: the S3 part of the config, less the start-up switches. */
+export type S3StoreOptions = Omit<S3Config, 'createBucket' | 'applyCors'>;
 
 /**
  * Client settings every S3 store of Keyframe uses. Checksums only where the
