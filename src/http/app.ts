@@ -40,6 +40,10 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     clientErrorHandler,
     frameworkErrors: frameworkErrorHandler,
     bodyLimit: JSON_BODY_LIMIT,
+    // A client that sends nothing for 2 minutes is dropped, and no request, however
+    // slowly it trickles (slow-loris), holds a socket and a temporary file past an hour.
+    connectionTimeout: 120_000,
+    requestTimeout: 3_600_000,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     // Keys of presigned URLs may be long; the default 100-char segment limit would 404 them.
     routerOptions: { maxParamLength: 1024 },
