@@ -1,4 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { CompiledQuery } from 'kysely';
 import type { Db } from '../db/database.js';
 import { randomId } from './ids.js';
 import { USER_ID_PATTERN } from './object-keys.js';
@@ -43,7 +44,21 @@ export function hashApiKey(key: string): string {
 }
 
 export class ApiKeys {
-  constructor(private readonly db: Db) {}
+  /**
+   * The lookup run on every request, compiled once: only its one parameter, the
+   * hash, changes. The row is still read from the database each time, so a key
+   * revoked elsewhere (the CLI) fails on the very next request.
+   */
+  private readonly lookupByHash;
+
+  constructor(private readonly db: Db) {
+    this.lookupByHash = db
+      .selectFrom('api_keys')
+      .select(['id', 'user_id', 'key_hash', 'scopes', 'revoked_at'])
+      .where('key_hash', '=', '')
+      .compile();
+    if (this.lookupByHash.parameters.length !== 1) throw new Error('key lookup must have exactly one parameter');
+  }
 
   /** Authenticates an `Authorization` header value; throws 401 for anything but a live key. */
   async authenticate(authorization: string | undefined): Promise<Principal> {
@@ -51,11 +66,8 @@ export class ApiKeys {
     const key = match?.[1];
     if (!key || !KEY_PATTERN.test(key)) throw new ApiError('unauthorized', INVALID_API_KEY);
     const hash = hashApiKey(key);
-    const row = await this.db
-      .selectFrom('api_keys')
-      .select(['id', 'user_id', 'key_hash', 'scopes', 'revoked_at'])
-      .where('key_hash', '=', hash)
-      .executeTakeFirst();
+    const { rows } = await this.db.executeQuery(withParameters(this.lookupByHash, [hash]));
+    const row = rows[0];
     // The lookup is by hash, which an attacker cannot steer; the compare is constant-time anyway.
     const stored = Buffer.from(row?.key_hash ?? '0'.repeat(64), 'hex');
     const matches = timingSafeEqual(stored, Buffer.from(hash, 'hex'));
@@ -119,6 +131,11 @@ export class ApiKeys {
     await this.db.updateTable('api_keys').set({ revoked_at: now() }).where('id', '=', keyId).where('revoked_at', 'is', null).execute();
     return true;
   }
+}
+
+/** The same compiled query with other values for its parameters. */
+function withParameters<Row>(query: CompiledQuery<Row>, parameters: readonly unknown[]): CompiledQuery<Row> {
+  return { ...query, parameters };
 }
 
 function toInfo(row: Omit<ApiKeyInfo, 'scopes'> & { scopes: string }): ApiKeyInfo {

@@ -1,3 +1,4 @@
+import { BatchedInsert } from '../db/batched-insert.js';
 import type { Db } from '../db/database.js';
 import type { UploadsTable } from '../db/schema.js';
 import type { ObjectStore } from '../storage/object-store.js';
@@ -32,11 +33,16 @@ export interface ArrivedObject {
 
 /** Creating upload URLs and keeping the record of each upload. */
 export class Uploads {
+  /** Upload records of concurrent presigns share one transaction; each presign answers after its own commit. */
+  private readonly records: BatchedInsert<'uploads'>;
+
   constructor(
     private readonly db: Db,
     private readonly store: ObjectStore,
     private readonly urlTtlSeconds: number,
-  ) {}
+  ) {
+    this.records = new BatchedInsert(db, 'uploads');
+  }
 
   async presign(userId: string, request: PresignRequest): Promise<PresignResponse> {
     if (request.kind !== 'upload') throw validationError('kind must be "upload"');
@@ -64,26 +70,23 @@ export class Uploads {
     } catch (err) {
       throw new ApiError('server_error', 'Failed to create upload URL', { cause: err });
     }
-    await this.db
-      .insertInto('uploads')
-      .values({
-        s3_key: key,
-        user_id: userId,
-        content_type: media.contentType,
-        max_bytes: maxBytes,
-        content_length: contentLength,
-        file_name: request.fileName ?? null,
-        state: 'pending',
-        size: null,
-        sha256: null,
-        sniffed_type: null,
-        reason: null,
-        created_at: now.toISOString(),
-        expires_at: expiresAt.toISOString(),
-        uploaded_at: null,
-        verified_at: null,
-      })
-      .execute();
+    await this.records.insert({
+      s3_key: key,
+      user_id: userId,
+      content_type: media.contentType,
+      max_bytes: maxBytes,
+      content_length: contentLength,
+      file_name: request.fileName ?? null,
+      state: 'pending',
+      size: null,
+      sha256: null,
+      sniffed_type: null,
+      reason: null,
+      created_at: now.toISOString(),
+      expires_at: expiresAt.toISOString(),
+      uploaded_at: null,
+      verified_at: null,
+    });
     return { s3_key: key, upload_url: uploadUrl, content_type: media.contentType, max_bytes: maxBytes };
   }
 
