@@ -5,6 +5,7 @@ import { Kysely, Migrator, SqliteDialect, type Migration, type MigrationProvider
 import type { Database } from './schema.js';
 import * as m001 from './migrations/001_initial.js';
 import * as m002 from './migrations/002_generations.js';
+import * as m003 from './migrations/003_upload_etag.js';
 
 export type Db = Kysely<Database>;
 
@@ -12,6 +13,7 @@ export type Db = Kysely<Database>;
 const MIGRATIONS: Record<string, Migration> = {
   '001_initial': m001,
   '002_generations': m002,
+  '003_upload_etag': m003,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

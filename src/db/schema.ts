@@ -37,6 +37,8 @@ export interface UploadsTable {
   state: UploadState;
   size: number | null;
   sha256: string | null;
+  /** ETag of the object as it was verified. */
+  etag: string | null;
   sniffed_type: string | null;
   reason: string | null;
   created_at: Timestamp;

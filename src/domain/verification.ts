@@ -29,6 +29,8 @@ export interface UploadStatus {
   sniffed_type: string | null;
   /** Hex SHA-256 of the bytes, where the store knows it. */
   sha256: string | null;
+  /** ETag of the object as verified: a consumer compares it to notice a replaced object. */
+  etag: string | null;
 }
 
 /**
@@ -42,7 +44,7 @@ type UploadRecord = UploadsTable;
 
 /** A verdict on the object as stored now; `inconclusive` when it changed or vanished while being read. */
 type Verdict =
-  | { outcome: 'verified'; size: number; sniffedType: string; sha256: string | null }
+  | { outcome: 'verified'; size: number; sniffedType: string; sha256: string | null; etag: string | null }
   | { outcome: 'rejected'; reason: string; size: number; sniffedType: string | null }
   | { outcome: 'missing' }
   | { outcome: 'inconclusive' };
@@ -90,6 +92,7 @@ export class Verifier {
           size: verdict.size,
           sniffed_type: verdict.sniffedType,
           sha256: verdict.sha256,
+          etag: verdict.etag,
           uploaded_at: record.uploaded_at ?? new Date().toISOString(),
         });
     }
@@ -130,7 +133,7 @@ export class Verifier {
     }
     const truncation = findTruncation(head, size);
     if (truncation) return reject(`the ${record.content_type} file is incomplete (${truncation})`, sniffed.mime);
-    return { outcome: 'verified', size, sniffedType: sniffed.mime, sha256: info.sha256 };
+    return { outcome: 'verified', size, sniffedType: sniffed.mime, sha256: info.sha256, etag: info.etag };
   }
 
   /**
@@ -163,6 +166,7 @@ function toStatus(record: UploadRecord, state: UploadState = record.state): Uplo
     max_bytes: Number(record.max_bytes),
     sniffed_type: record.sniffed_type,
     sha256: record.sha256,
+    etag: record.etag,
   };
   if (state === 'rejected' && record.reason !== null) status.reason = record.reason;
   return status;

@@ -105,7 +105,9 @@ describe('load and soak', () => {
         `RSS ${(reference.rss / MiB).toFixed(0)} MiB at warm-up end, peak ${(peakRss / MiB).toFixed(0)} MiB, last ${(samples.at(-1)!.rss / MiB).toFixed(0)} MiB; ` +
         `fds ${baselineFds} idle, ${reference.fds} at warm-up end, peak ${peakFds}, ${afterFds} after`,
     );
-    expect(result.requests.total).toBeGreaterThan(rate * SOAK_SECONDS * 0.5);
+    // Not a speed check (a shared machine may not reach the rate): only that real load ran, so the
+    // memory and fd bounds below speak about thousands of uploads, not a handful.
+    expect(result.requests.total, 'requests sent during the soak').toBeGreaterThan(5_000);
     expect({ non2xx: result.non2xx, errors: result.errors, timeouts: result.timeouts }).toEqual({ non2xx: 0, errors: 0, timeouts: 0 });
     expect(peakRss - reference.rss, 'RSS growth after warm-up').toBeLessThan(64 * MiB);
     expect(peakFds - reference.fds, 'open fds growth after warm-up').toBeLessThan(20);

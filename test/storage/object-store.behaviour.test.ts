@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CreatedApiKey } from '../../src/domain/api-keys.js';
 import { MAX_BYTES } from '../../src/domain/media-types.js';
+import { firstChangedReference } from '../../src/domain/generations/reference-check.js';
 import { Verifier } from '../../src/domain/verification.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { assertRgwReachable, removeBucket, rgwForTests, s3ServerEnv, uniqueBucketName } from '../helpers/rgw.js';
@@ -284,6 +285,22 @@ describe.each(['disk', 's3'] as const)('object store behaviour: %s', (storeKind)
           expect(status).toMatchObject({ s3_key, state: 'rejected', content_type: 'image/png' });
           expect(status!.reason).toEqual(expect.any(String));
         }
+      });
+
+      it('records the verified ETag, so a consumer notices the object being replaced through its still-valid URL', async () => {
+        const presigned = await upload(alice, PNG, 'image/png');
+        const status = await verifier.status('alice', presigned.s3_key);
+        expect(status).toMatchObject({ state: 'verified', etag: expect.any(String) });
+        const reference = { field: 'startFrameKey' as const, key: presigned.s3_key, contentType: 'image/png', family: 'image' as const, etag: status!.etag };
+        expect(await firstChangedReference(server.store, [reference])).toBeNull();
+
+        // Other bytes through the same URL, still within its lifetime: S3 accepts them as the disk store does.
+        const otherBytes = Buffer.concat([PNG, Buffer.from('trailing bytes that change the object')]);
+        expect(await put(presigned.upload_url, otherBytes, 'image/png')).toEqual({ status: 200, code: null });
+        expect(await firstChangedReference(server.store, [reference])).toBe('startFrameKey');
+
+        await server.store.delete(presigned.s3_key);
+        expect(await firstChangedReference(server.store, [reference])).toBe('startFrameKey');
       });
     });
 

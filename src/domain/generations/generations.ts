@@ -89,7 +89,7 @@ export class Generations {
       if (upload.state !== 'verified') throw validationError(`${field}: ${notUsableReason(upload)}`);
       const wanted = REFERENCE_FIELDS[field].family;
       if (upload.family !== wanted) throw validationError(`${field} must be ${withArticle(wanted)} upload, but this key is ${upload.family} (${upload.content_type})`);
-      out.push({ field, key, contentType: upload.content_type, family: upload.family });
+      out.push({ field, key, contentType: upload.content_type, family: upload.family, etag: upload.etag });
     }
     return out;
   }

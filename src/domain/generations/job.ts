@@ -28,6 +28,8 @@ export interface JobReference {
   key: string;
   contentType: string;
   family: MediaFamily;
+  /** ETag of the object as verified; absent on jobs stored before it was recorded. */
+  etag?: string | null;
 }
 
 /**
