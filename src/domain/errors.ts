@@ -22,6 +22,11 @@ export const ERROR_STATUS = {
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
+/** The catalogue's code for an HTTP status, or undefined when it has none. */
+export function codeForStatus(status: number): ErrorCode | undefined {
+  return (Object.keys(ERROR_STATUS) as ErrorCode[]).find((c) => ERROR_STATUS[c] === status);
+}
+
 /** An error whose message is safe to show to the client as it is. */
 export class ApiError extends Error {
   constructor(

@@ -56,8 +56,3 @@ export function normaliseContentType(value: string): string {
 export function lookupMediaType(contentType: string): MediaType | undefined {
   return BY_CONTENT_TYPE.get(normaliseContentType(contentType));
 }
-
-/** The table entry that gave `extension` to keys. */
-export function mediaTypeByExtension(extension: string): MediaType | undefined {
-  return TABLE.find((t) => t.extension === extension);
-}

@@ -1,12 +1,9 @@
 import { BatchedInsert } from '../db/batched-insert.js';
 import type { Db } from '../db/database.js';
-import type { UploadsTable } from '../db/schema.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { ApiError, validationError } from './errors.js';
 import { ALLOWED_CONTENT_TYPES, lookupMediaType, MAX_BYTES } from './media-types.js';
 import { newUploadKey } from './object-keys.js';
-
-export type UploadRecord = UploadsTable;
 
 export interface PresignRequest {
   kind: string;
@@ -110,10 +107,5 @@ export class Uploads {
       })
       .where('s3_key', '=', object.key)
       .execute();
-  }
-
-  /** The caller's upload record; undefined for a missing key and for another user's alike. */
-  async findOwn(userId: string, key: string): Promise<UploadRecord | undefined> {
-    return this.db.selectFrom('uploads').selectAll().where('s3_key', '=', key).where('user_id', '=', userId).executeTakeFirst();
   }
 }

@@ -1,7 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError, ERROR_STATUS, type ErrorCode } from '../domain/errors.js';
+import { ApiError, codeForStatus, ERROR_STATUS, INVALID_API_KEY, type ErrorCode } from '../domain/errors.js';
 import { StorageRefusal } from '../storage/disk/storage-refusal.js';
 
 /** The one error envelope Prism documents: `{ error, message }`. */
@@ -61,7 +61,7 @@ function toApiError(err: FastifyError): ApiError {
   const status = err.statusCode ?? 500;
   if (status === 400 && err instanceof SyntaxError) return new ApiError('validation_error', 'Request body is not valid JSON');
   if (status >= 400 && status < 500) {
-    const code = (Object.keys(ERROR_STATUS) as ErrorCode[]).find((c) => ERROR_STATUS[c] === status) ?? 'validation_error';
+    const code = codeForStatus(status) ?? 'validation_error';
     return new ApiError(code, code === 'validation_error' ? 'Invalid request' : defaultMessage(code));
   }
   return new ApiError('server_error', 'Internal server error');
@@ -80,7 +80,7 @@ function validationMessage(err: FastifyError): string {
 function defaultMessage(code: ErrorCode): string {
   switch (code) {
     case 'unauthorized':
-      return 'Invalid or missing API key';
+      return INVALID_API_KEY;
     case 'payload_too_large':
       return 'Request body is too large';
     case 'method_not_allowed':
@@ -117,7 +117,7 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): 
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? [408, 'Request timed out']
         : [400, 'Malformed HTTP request'];
-  const code = (Object.keys(ERROR_STATUS) as ErrorCode[]).find((c) => ERROR_STATUS[c] === wanted) ?? 'validation_error';
+  const code = codeForStatus(wanted) ?? 'validation_error';
   const status = ERROR_STATUS[code];
   const body = JSON.stringify({ error: code, message } satisfies ErrorBody);
   if (socket.writable) {
