@@ -1,4 +1,4 @@
-import type { Insertable } from 'kysely';
+import type { CompiledQuery, Insertable } from 'kysely';
 import type { Db } from './database.js';
 import type { Database } from './schema.js';
 
@@ -28,14 +28,25 @@ interface Waiting<Row> {
  */
 export class BatchedInsert<Table extends keyof Database & string> {
   private pending: Waiting<Insertable<Database[Table]>>[] = [];
+  /** Columns every row names, in the order of the first row handed over. */
+  private columns: string[] | null = null;
+  /** The INSERT for n rows, compiled once per n: compiling cost more than the insert itself. */
+  private readonly statements = new Map<number, CompiledQuery>();
 
   constructor(
     private readonly db: Db,
     private readonly table: Table,
   ) {}
 
-  /** Resolves when `row` is committed; rejects with the error of its batch's transaction. */
+  /**
+   * Resolves when `row` is committed; rejects with the error of its batch's
+   * transaction. Every row must name the same columns (null for no value).
+   */
   insert(row: Insertable<Database[Table]>): Promise<void> {
+    this.columns ??= Object.keys(row);
+    if (Object.keys(row).length !== this.columns.length || !this.columns.every((c) => c in row)) {
+      return Promise.reject(new Error(`every row of a BatchedInsert into ${this.table} must name the columns ${this.columns.join(', ')}`));
+    }
     return new Promise((resolve, reject) => {
       // setImmediate runs after the I/O callbacks of this turn, so requests parsed together share a batch.
       if (this.pending.length === 0) setImmediate(() => void this.flush());
@@ -49,9 +60,8 @@ export class BatchedInsert<Table extends keyof Database & string> {
     try {
       await this.db.transaction().execute(async (trx) => {
         for (let i = 0; i < batch.length; i += ROWS_PER_STATEMENT) {
-          const rows = batch.slice(i, i + ROWS_PER_STATEMENT).map((w) => w.row);
-          // The generic table name defeats Kysely's per-table typing; the rows are typed by `insert()`.
-          await trx.insertInto(this.table as keyof Database).values(rows as never).execute();
+          const rows = batch.slice(i, i + ROWS_PER_STATEMENT).map((w) => w.row as Record<string, unknown>);
+          await trx.executeQuery(this.statementFor(rows));
         }
       });
     } catch (err) {
@@ -59,5 +69,22 @@ export class BatchedInsert<Table extends keyof Database & string> {
       return;
     }
     for (const w of batch) w.resolve();
+  }
+
+  /** The compiled INSERT of `rows`: the cached statement for their count, with their values. */
+  private statementFor(rows: Record<string, unknown>[]): CompiledQuery {
+    const columns = this.columns!;
+    const parameters = rows.flatMap((row) => columns.map((c) => row[c]));
+    let statement = this.statements.get(rows.length);
+    if (!statement) {
+      // The generic table name defeats Kysely's per-table typing; the rows are typed by `insert()`.
+      statement = this.db.insertInto(this.table as keyof Database).values(rows as never).compile();
+      // Reusing the SQL relies on Kysely binding values row by row in column order; hold it to that.
+      if (JSON.stringify(statement.parameters) !== JSON.stringify(parameters)) {
+        throw new Error(`BatchedInsert: Kysely bound the values of ${this.table} in another order than expected`);
+      }
+      this.statements.set(rows.length, statement);
+    }
+    return { ...statement, parameters };
   }
 }

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect, type Migration, type MigrationProvider } from 'kysely';
+import { Kysely, Migrator, SqliteDialect, type Migration, type MigrationProvider, type SqliteDatabase } from 'kysely';
 import type { Database } from './schema.js';
 import * as m001 from './migrations/001_initial.js';
 import * as m002 from './migrations/002_generations.js';
@@ -27,12 +27,54 @@ export async function openDatabase(dataDir: string): Promise<Db> {
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('foreign_keys = ON');
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+  const dataVersion = sqlite.prepare('PRAGMA data_version').pluck();
+  externalWriteVersions.set(db, () => dataVersion.get() as number);
   await migrate(db);
   return db;
+}
+
+const externalWriteVersions = new WeakMap<Db, () => number>();
+
+/**
+ * For caches of rows that someone else may change: a function returning a
+ * number that changes whenever another connection (the CLI, another server on
+ * the same file) has committed since its last call. Writes made through `db`
+ * itself do not change it. Costs one PRAGMA read, no table access.
+ */
+export function externalWriteVersion(db: Db): () => number {
+  const version = externalWriteVersions.get(db);
+  if (!version) throw new Error('externalWriteVersion needs a database opened by openDatabase');
+  return version;
 }
 
 async function migrate(db: Db): Promise<void> {
   const { error } = await new Migrator({ db, provider }).migrateToLatest();
   if (error) throw error;
+}
+
+/** Distinct statements kept prepared; the app runs a few dozen, batched inserts up to a hundred more. */
+const STATEMENT_CACHE_SIZE = 512;
+
+/**
+ * Kysely's SQLite driver prepares every query it runs, and preparing (SQLite
+ * compiling the SQL) cost as much as running the hot statements. A prepared
+ * statement can be run again with other parameters, so keep them by SQL text.
+ * Kysely runs one query at a time on its single connection, so a statement is
+ * never reused while it is still iterating.
+ */
+function withStatementCache(sqlite: SQLite.Database): SqliteDatabase {
+  const statements = new Map<string, SQLite.Statement>();
+  return {
+    close: () => sqlite.close(),
+    prepare(sql) {
+      let statement = statements.get(sql);
+      if (statement === undefined) {
+        statement = sqlite.prepare(sql);
+        if (statements.size >= STATEMENT_CACHE_SIZE) statements.delete(statements.keys().next().value!);
+        statements.set(sql, statement);
+      }
+      return statement;
+    },
+  };
 }

@@ -4,6 +4,7 @@ import type { Db } from '../db/database.js';
 import { randomId } from './ids.js';
 import { USER_ID_PATTERN } from './object-keys.js';
 import { ApiError, INVALID_API_KEY } from './errors.js';
+import { LiveKeyCache } from './live-key-cache.js';
 
 /** The scope Prism documents; it grants uploads, generations and their status. */
 export const DEFAULT_SCOPE = 'templates:read';
@@ -44,14 +45,12 @@ export function hashApiKey(key: string): string {
 }
 
 export class ApiKeys {
-  /**
-   * The lookup run on every request, compiled once: only its one parameter, the
-   * hash, changes. The row is still read from the database each time, so a key
-   * revoked elsewhere (the CLI) fails on the very next request.
-   */
+  /** The lookup of a key not in the cache, compiled once: only its one parameter, the hash, changes. */
   private readonly lookupByHash;
+  private readonly liveKeys: LiveKeyCache;
 
   constructor(private readonly db: Db) {
+    this.liveKeys = LiveKeyCache.of(db);
     this.lookupByHash = db
       .selectFrom('api_keys')
       .select(['id', 'user_id', 'key_hash', 'scopes', 'revoked_at'])
@@ -66,13 +65,22 @@ export class ApiKeys {
     const key = match?.[1];
     if (!key || !KEY_PATTERN.test(key)) throw new ApiError('unauthorized', INVALID_API_KEY);
     const hash = hashApiKey(key);
+    const lookup = this.liveKeys.beginLookup();
+    const cached = this.liveKeys.get(hash);
+    if (cached) return cached;
     const { rows } = await this.db.executeQuery(withParameters(this.lookupByHash, [hash]));
     const row = rows[0];
     // The lookup is by hash, which an attacker cannot steer; the compare is constant-time anyway.
     const stored = Buffer.from(row?.key_hash ?? '0'.repeat(64), 'hex');
     const matches = timingSafeEqual(stored, Buffer.from(hash, 'hex'));
     if (!row || !matches || row.revoked_at !== null) throw new ApiError('unauthorized', INVALID_API_KEY);
-    return { keyId: row.id, userId: row.user_id, scopes: JSON.parse(row.scopes) as string[] };
+    const principal: Principal = Object.freeze({
+      keyId: row.id,
+      userId: row.user_id,
+      scopes: Object.freeze(JSON.parse(row.scopes) as string[]),
+    });
+    this.liveKeys.remember(lookup, hash, principal);
+    return principal;
   }
 
   async createUser(userId: string): Promise<{ id: string; created: boolean }> {
@@ -129,6 +137,7 @@ export class ApiKeys {
     const exists = await this.db.selectFrom('api_keys').select('id').where('id', '=', keyId).executeTakeFirst();
     if (!exists) return false;
     await this.db.updateTable('api_keys').set({ revoked_at: now() }).where('id', '=', keyId).where('revoked_at', 'is', null).execute();
+    this.liveKeys.clear();
     return true;
   }
 }

@@ -1,4 +1,4 @@
-import { idPattern, randomId } from './ids.js';
+import { idPattern, randomId, timeOrderedId, timeOrderedIdPattern } from './ids.js';
 
 /**
  * The one place that knows how object keys are laid out. Every key a user can
@@ -7,7 +7,7 @@ import { idPattern, randomId } from './ids.js';
 export const USER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 const UPLOAD_KEY = new RegExp(
-  `^users/([A-Za-z0-9_-]{1,64})/user-uploads/(${idPattern('batch')})/(${idPattern('file')})\\.([a-z0-9]{2,5})$`,
+  `^users/([A-Za-z0-9_-]{1,64})/user-uploads/(${timeOrderedIdPattern('batch')})/(${idPattern('file')})\\.([a-z0-9]{2,5})$`,
 );
 
 export interface UploadKey {
@@ -18,9 +18,9 @@ export interface UploadKey {
   extension: string;
 }
 
-/** A fresh, unguessable upload key for one file of `userId`. */
+/** A fresh, unguessable upload key for one file of `userId`; a user's keys sort by creation time. */
 export function newUploadKey(userId: string, extension: string): UploadKey {
-  const batchId = randomId('batch');
+  const batchId = timeOrderedId('batch');
   const fileId = randomId('file');
   return { key: `users/${userId}/user-uploads/${batchId}/${fileId}.${extension}`, userId, batchId, fileId, extension };
 }

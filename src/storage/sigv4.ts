@@ -1,4 +1,4 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, hash, timingSafeEqual, type KeyObject } from 'node:crypto';
 
 /**
  * AWS Signature Version 4 in its query-string ("presigned URL") form, for the
@@ -50,8 +50,12 @@ export type VerifyResult =
   | { ok: true; params: Map<string, string>; signedHeaders: string[] }
   | { ok: false; reason: 'malformed' | 'expired' | 'signature' };
 
+const UNRESERVED_ONLY = /^[A-Za-z0-9\-._~]*$/;
+
 /** RFC 3986 encoding as SigV4 wants it: everything but unreserved characters. */
 export function uriEncode(value: string): string {
+  // Key segments, dates and ids are unreserved already; this runs a dozen times per signature.
+  if (UNRESERVED_ONLY.test(value)) return value;
   return encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
@@ -59,28 +63,52 @@ export const encodePath = (segments: string[]) => '/' + segments.map(uriEncode).
 
 export class SigV4Signer {
   private cachedDay = '';
-  private cachedKey: Buffer = Buffer.alloc(0);
+  /** A KeyObject, not a Buffer: createHmac would otherwise import the key on every signature. */
+  private cachedKey: KeyObject | null = null;
+  private lastSecond = -1;
+  private lastAmzDate = '';
+  private queryMemoDate = '';
+  private readonly queryMemo = new Map<string, string>();
+  /** The last origin signed for and its host: signers sign for one origin, and URL parsing is not free. */
+  private lastOrigin = '';
+  private lastHost = '';
 
   constructor(private readonly credentials: SigV4Credentials) {}
 
   presign(request: PresignRequest): string {
-    const now = request.now ?? new Date();
-    const amzDate = toAmzDate(now);
-    const day = amzDate.slice(0, 8);
-    const headers: Record<string, string> = { ...request.headers, host: new URL(request.origin).host };
+    const amzDate = this.amzDate(request.now ?? new Date());
+    const headers: Record<string, string> = { ...request.headers, host: this.hostOf(request.origin) };
     const signedHeaders = Object.keys(headers).sort();
-    const params: [string, string][] = [
-      ...Object.entries(request.query ?? {}),
-      ['X-Amz-Algorithm', ALGORITHM],
-      ['X-Amz-Credential', `${this.credentials.accessKeyId}/${this.scope(day)}`],
-      ['X-Amz-Date', amzDate],
-      ['X-Amz-Expires', String(request.expiresInSeconds)],
-      ['X-Amz-SignedHeaders', signedHeaders.join(';')],
-    ];
+    const query = this.presignQuery(amzDate, request.expiresInSeconds, signedHeaders.join(';'), request.query);
     const path = encodePath(request.pathSegments);
-    const query = canonicalQuery(params);
     const signature = this.signature(request.method, path, query, headers, signedHeaders, amzDate);
     return `${request.origin}${path}?${query}&X-Amz-Signature=${signature}`;
+  }
+
+  /**
+   * The canonical query of a presigned URL. Within one second, every URL with
+   * the same expiry, signed headers and extra parameters has the same query
+   * (the key is in the path), so a busy signer builds each one once a second.
+   */
+  private presignQuery(amzDate: string, expiresInSeconds: number, signedHeaders: string, query: Record<string, string> = {}): string {
+    const memoKey = `${expiresInSeconds} ${signedHeaders} ${JSON.stringify(query)}`;
+    if (amzDate !== this.queryMemoDate) {
+      this.queryMemo.clear();
+      this.queryMemoDate = amzDate;
+    }
+    let canonical = this.queryMemo.get(memoKey);
+    if (canonical === undefined) {
+      canonical = canonicalQuery([
+        ...Object.entries(query),
+        ['X-Amz-Algorithm', ALGORITHM],
+        ['X-Amz-Credential', `${this.credentials.accessKeyId}/${this.scope(amzDate.slice(0, 8))}`],
+        ['X-Amz-Date', amzDate],
+        ['X-Amz-Expires', String(expiresInSeconds)],
+        ['X-Amz-SignedHeaders', signedHeaders],
+      ]);
+      this.queryMemo.set(memoKey, canonical);
+    }
+    return canonical;
   }
 
   verify(request: IncomingSignedRequest): VerifyResult {
@@ -133,6 +161,14 @@ export class SigV4Signer {
     return { ok: true, params, signedHeaders };
   }
 
+  private hostOf(origin: string): string {
+    if (origin !== this.lastOrigin) {
+      this.lastHost = new URL(origin).host;
+      this.lastOrigin = origin;
+    }
+    return this.lastHost;
+  }
+
   private scope(day: string): string {
     return `${day}/${this.credentials.region}/${this.credentials.service}/aws4_request`;
   }
@@ -152,14 +188,24 @@ export class SigV4Signer {
     return createHmac('sha256', this.signingKey(day)).update(stringToSign).digest('hex');
   }
 
-  private signingKey(day: string): Buffer {
-    if (day !== this.cachedDay) {
+  private signingKey(day: string): KeyObject {
+    if (day !== this.cachedDay || this.cachedKey === null) {
       const { secretAccessKey, region, service } = this.credentials;
       const kDate = hmac(`AWS4${secretAccessKey}`, day);
-      this.cachedKey = hmac(hmac(hmac(kDate, region), service), 'aws4_request');
+      this.cachedKey = createSecretKey(hmac(hmac(hmac(kDate, region), service), 'aws4_request'));
       this.cachedDay = day;
     }
     return this.cachedKey;
+  }
+
+  /** X-Amz-Date of `now`; a busy signer signs many URLs within the same second. */
+  private amzDate(now: Date): string {
+    const second = Math.floor(now.getTime() / 1000);
+    if (second !== this.lastSecond) {
+      this.lastAmzDate = toAmzDate(now);
+      this.lastSecond = second;
+    }
+    return this.lastAmzDate;
   }
 }
 
@@ -203,4 +249,4 @@ function parseAmzDate(value: string): number | null {
 }
 
 const hmac = (key: string | Buffer, data: string) => createHmac('sha256', key).update(data).digest();
-const sha256Hex = (data: string) => createHash('sha256').update(data).digest('hex');
+const sha256Hex = (data: string) => hash('sha256', data, 'hex');

@@ -281,7 +281,7 @@ describe('POST /api/s3/presign-upload: 200', () => {
     ['audio/flac', 'flac', 52428800],
   ];
   const keyPattern = (userId: string, ext: string) =>
-    new RegExp(`^users/${userId}/user-uploads/batch_[A-Za-z0-9_-]{22}/file_[A-Za-z0-9_-]{22}\\.${ext}$`);
+    new RegExp(`^users/${userId}/user-uploads/batch_[0-9a-f]{12}[A-Za-z0-9_-]{22}/file_[A-Za-z0-9_-]{22}\\.${ext}$`);
 
   it.each(table)('%s: key under the caller prefix with .%s, max_bytes %d, a pending record', async (contentType, ext, maxBytes) => {
     const res = await presign({ kind: 'upload', contentType, fileName: `clip.${ext === 'png' ? 'exe' : 'png'}` });

@@ -148,7 +148,7 @@ describe('hostile API input', () => {
         const res = await send('POST', '/api/s3/presign-upload', { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, text);
         if (res.status === 200) {
           const body = JSON.parse(res.text) as { s3_key: string; upload_url: string; content_type: string };
-          expect(body.s3_key).toMatch(/^users\/alice\/user-uploads\/batch_[\w-]{22}\/file_[\w-]{22}\.[a-z0-9]+$/);
+          expect(body.s3_key).toMatch(/^users\/alice\/user-uploads\/batch_[0-9a-f]{12}[\w-]{22}\/file_[\w-]{22}\.[a-z0-9]+$/);
           expect(ALLOWED_CONTENT_TYPES).toContain(body.content_type);
           expect(({} as Record<string, unknown>).polluted).toBeUndefined();
           return;

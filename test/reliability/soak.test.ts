@@ -7,12 +7,13 @@ import { rssBytes, startKeyframe, type ChildServer } from '../../bench/lib/proce
 
 /**
  * Load and soak on loopback: the real `keyframe serve` process takes mixed
- * presign → upload (→ status, when that route exists) traffic at about half of
- * the presign capacity measured at the start of the run. Zero errors, and RSS
- * and open file descriptors stay flat after warm-up (generous bounds: this is
- * a leak detector, not a timing assertion).
+ * presign → upload → status traffic at about half of the capacity of that same
+ * mix, measured at the start of the run. Zero errors, and RSS and open file
+ * descriptors stay flat after warm-up (generous bounds: this is a leak
+ * detector, not a timing assertion).
  */
-const SOAK_SECONDS = Number(process.env.SOAK_SECONDS ?? 60);
+/** A few minutes, as the issue asks; SOAK_SECONDS shortens it for a local try. */
+const SOAK_SECONDS = Number(process.env.SOAK_SECONDS ?? 180);
 const WARM_UP_SECONDS = 15;
 const MiB = 1024 * 1024;
 
@@ -37,28 +38,7 @@ const PNG = Buffer.concat([Buffer.from('89504e470d0a1a0a0000000d4948445200000001
 describe('load and soak', () => {
   it(`mixed traffic at half capacity for ${SOAK_SECONDS} s: no errors, RSS and fds flat`, async () => {
     const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
-    const capacity = await autocannon({
-      url: `${server.url}/api/s3/presign-upload`,
-      method: 'POST',
-      headers: auth,
-      body: '{"kind":"upload","contentType":"image/png"}',
-      connections: 20,
-      duration: 3,
-    });
-    const presignPerSecond = capacity.requests.total / capacity.duration;
-    expect(capacity.non2xx + capacity.errors).toBe(0);
-
-    const statusProbe = await fetch(`${server.url}/api/uploads/status?key=x`, { headers: { authorization: auth.authorization } });
-    const withStatus = !(statusProbe.status === 404 && (await statusProbe.text()).includes('No route'));
-    // One cycle is presign + upload (+ status); run cycles at half the presign capacity.
-    const perCycle = withStatus ? 3 : 2;
-    const rate = Math.max(10, Math.floor(presignPerSecond / 2));
-    console.log(`soak: presign capacity ${presignPerSecond.toFixed(0)} req/s; mixed load at ${rate} req/s (${perCycle} requests per cycle) for ${SOAK_SECONDS} s`);
-
-    const samples: { t: number; rss: number; fds: number }[] = [];
-    const baselineFds = openFds(server.pid);
-    const started = Date.now();
-    const sampler = setInterval(() => samples.push({ t: (Date.now() - started) / 1000, rss: rssBytes(server.pid), fds: openFds(server.pid) }), 1000);
+    // One cycle: presign, PUT the bytes to the URL it gave, ask for the upload's status.
     const requests: RequestSpec[] = [
       {
         method: 'POST',
@@ -79,14 +59,23 @@ describe('load and soak', () => {
         body: PNG,
         setupRequest: (request, context) => ({ ...request, path: context.uploadPath as string }),
       },
-    ];
-    if (withStatus) {
-      requests.push({
+      {
         method: 'GET',
         headers: { authorization: auth.authorization },
         setupRequest: (request, context) => ({ ...request, path: `/api/uploads/status?key=${encodeURIComponent(context.s3Key as string)}` }),
-      });
-    }
+      },
+    ];
+    // Capacity of this same mix, unthrottled; the soak then runs at half of it.
+    const capacity = await autocannon({ url: server.url, connections: 10, duration: 5, requests });
+    expect(capacity.non2xx + capacity.errors + capacity.timeouts, 'errors while measuring capacity').toBe(0);
+    const mixedPerSecond = capacity.requests.total / capacity.duration;
+    const rate = Math.max(10, Math.floor(mixedPerSecond / 2));
+    console.log(`soak: mixed capacity ${mixedPerSecond.toFixed(0)} req/s; soak at ${rate} req/s for ${SOAK_SECONDS} s`);
+
+    const samples: { t: number; rss: number; fds: number }[] = [];
+    const baselineFds = openFds(server.pid);
+    const started = Date.now();
+    const sampler = setInterval(() => samples.push({ t: (Date.now() - started) / 1000, rss: rssBytes(server.pid), fds: openFds(server.pid) }), 1000);
     let result: Result;
     try {
       result = await autocannon({ url: server.url, connections: 10, duration: SOAK_SECONDS, overallRate: rate, requests });
@@ -112,5 +101,5 @@ describe('load and soak', () => {
     expect(peakRss - reference.rss, 'RSS growth after warm-up').toBeLessThan(64 * MiB);
     expect(peakFds - reference.fds, 'open fds growth after warm-up').toBeLessThan(20);
     expect(afterFds - baselineFds, 'fds left open once the load stopped').toBeLessThan(5);
-  });
+  }, (SOAK_SECONDS + 60) * 1000);
 });

@@ -1,7 +1,9 @@
+import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { SignatureV4 } from '@smithy/signature-v4';
 import { describe, expect, it } from 'vitest';
-import { S3Store, type S3StoreOptions } from '../../src/storage/s3/s3-store.js';
+import { objectAddress, S3Store, type S3StoreOptions } from '../../src/storage/s3/s3-store.js';
 
 // The shape of the URLs the S3 store signs. Signing is local, so no service is
 // needed; the behaviour suite shows RGW acting on the same URLs. Each trap is
@@ -16,6 +18,54 @@ const options: S3StoreOptions = {
   forcePathStyle: true,
 };
 const key = 'users/u1/user-uploads/batch_x/file_y.png';
+
+/** Node's SHA-256 in the shape the SDK signer takes (what @smithy/hash-node does). */
+class NodeSha256 {
+  private readonly hash: Hash | Hmac;
+  constructor(secret?: string | Uint8Array) {
+    this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', secret);
+  }
+  update(data: string | Uint8Array): void {
+    this.hash.update(data);
+  }
+  async digest(): Promise<Uint8Array> {
+    return new Uint8Array(this.hash.digest());
+  }
+  reset(): void {
+    throw new Error('not used by the signer');
+  }
+}
+
+/** The signature the AWS SDK's SigV4 signer computes for the request `url` describes, at the time `url` was signed. */
+async function sdkSignatureOf(url: URL, method: string, headers: Record<string, string>): Promise<string | undefined> {
+  const sdk = new SignatureV4({
+    credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey },
+    region: options.region,
+    service: 's3',
+    sha256: NodeSha256 as never,
+    uriEscapePath: true,
+  });
+  const amzDate = url.searchParams.get('X-Amz-Date')!;
+  const signingDate = new Date(amzDate.replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, '$1-$2-$3T$4:$5:$6Z'));
+  const signed = await sdk.presign(
+    {
+      method,
+      protocol: url.protocol,
+      hostname: url.hostname,
+      ...(url.port === '' ? {} : { port: Number(url.port) }),
+      path: decodeURIComponent(url.pathname),
+      query: {},
+      headers: { ...headers, host: url.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' },
+    },
+    {
+      signingDate,
+      expiresIn: Number(url.searchParams.get('X-Amz-Expires')),
+      unsignableHeaders: new Set(['x-amz-content-sha256']),
+      unhoistableHeaders: new Set(['x-amz-content-sha256']),
+    },
+  );
+  return signed.query?.['X-Amz-Signature'] as string | undefined;
+}
 
 /** What a plain `getSignedUrl` with a default client gives for the same upload. */
 async function presignWithSdkDefaults(contentLength?: number): Promise<URL> {
@@ -78,5 +128,35 @@ describe('presigned upload URL of the S3 store', () => {
     expect(url.searchParams.get('X-Amz-Expires')).toBe('900');
     expect(url.searchParams.get('X-Amz-Credential')).toMatch(/^shape-test-access-key\/\d{8}\/us-east-1\/s3\/aws4_request$/);
     expect(url.href).not.toContain(options.secretAccessKey);
+  });
+});
+
+describe('S3 store URLs signed with Keyframe\'s signer', () => {
+  it('carry the signature the AWS SDK signer computes for the same upload', async () => {
+    const store = new S3Store(options);
+    for (const contentLength of [null, 1234]) {
+      const url = new URL(await store.presignPut({ key: 'users/u1/my file (1).png', contentType: 'image/png', maxBytes: 1, contentLength, expiresInSeconds: 900 }));
+      const headers: Record<string, string> = { 'content-type': 'image/png' };
+      if (contentLength !== null) headers['content-length'] = String(contentLength);
+      expect(url.searchParams.get('X-Amz-Signature')).toMatch(/^[0-9a-f]{64}$/);
+      expect(url.searchParams.get('X-Amz-Signature')).toBe(await sdkSignatureOf(url, 'PUT', headers));
+    }
+    const download = new URL(await store.presignGet('users/u1/generations/gen_1.mp4', 3600));
+    expect(download.searchParams.get('X-Amz-SignedHeaders')).toBe('host');
+    expect(download.searchParams.get('X-Amz-Signature')).toBe(await sdkSignatureOf(download, 'GET', {}));
+  });
+
+  it('are path-style or virtual-hosted as the SDK would address the bucket', () => {
+    const aws = { endpoint: null, region: 'eu-west-1', bucket: 'refs', forcePathStyle: false };
+    expect(objectAddress(aws)).toEqual({ origin: 'https://refs.s3.eu-west-1.amazonaws.com', pathPrefix: [] });
+    expect(objectAddress({ ...aws, forcePathStyle: true })).toEqual({ origin: 'https://s3.eu-west-1.amazonaws.com', pathPrefix: ['refs'] });
+    // A dotted name cannot be a host label under TLS; an IP endpoint has no subdomains.
+    expect(objectAddress({ ...aws, bucket: 'my.refs' })).toEqual({ origin: 'https://s3.eu-west-1.amazonaws.com', pathPrefix: ['my.refs'] });
+    const minio = { ...aws, endpoint: 'http://127.0.0.1:9000', forcePathStyle: false };
+    expect(objectAddress(minio)).toEqual({ origin: 'http://127.0.0.1:9000', pathPrefix: ['refs'] });
+    expect(objectAddress({ ...minio, endpoint: 'https://storage.example.com/s3' })).toEqual({
+      origin: 'https://refs.storage.example.com',
+      pathPrefix: ['s3'],
+    });
   });
 });

@@ -1,17 +1,17 @@
+import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
-  PutObjectCommand,
   S3Client,
   S3ServiceException,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { S3Config } from '../../config.js';
 import type { ObjectInfo, ObjectStore, PresignPutInput } from '../object-store.js';
+import { SigV4Signer } from '../sigv4.js';
 
 /** Where the store is and how to reach it: the S3 part of the config, less the start-up switches. */
 export type S3StoreOptions = Omit<S3Config, 'createBucket' | 'applyCors'>;
@@ -35,17 +35,16 @@ export function s3ClientConfig(options: S3StoreOptions): S3ClientConfig {
 }
 
 /**
- * Headers a presigned upload URL must bind. The presigner leaves `content-type`
- * out of the signature unless told otherwise, which would let a client PUT
- * text/html to a key handed out for image/png; `content-length`, when the
- * client declared one, makes the store refuse any other size.
- */
-export const SIGNED_UPLOAD_HEADERS: ReadonlySet<string> = new Set(['content-type', 'content-length']);
-
-/**
- * An ObjectStore on any S3-compatible service, through the AWS SDK v3. Clients
- * upload straight to the service with presigned URLs; this class only signs,
- * inspects, reads the first bytes of, writes and deletes objects.
+ * An ObjectStore on any S3-compatible service. Clients upload straight to the
+ * service with presigned URLs; this class only signs, inspects, reads the first
+ * bytes of, writes and deletes objects, the last four through the AWS SDK v3.
+ *
+ * URLs are signed by Keyframe's own SigV4 signer (checked against the SDK's in
+ * the tests): the SDK presigner costs about 50 times as much per URL, and its
+ * defaults sign neither `content-type` (a client could PUT text/html to a key
+ * handed out for image/png) nor leave out a checksum of an empty body (which
+ * AWS S3, MinIO and R2 hold the real upload to). Here the URL binds the key,
+ * `content-type` and, when the client declared one, `content-length`.
  *
  * S3 cannot hold `maxBytes` on a presigned PUT (that needs a POST policy), so
  * here the limit is held by verification after the upload; an exact
@@ -57,26 +56,40 @@ export class S3Store implements ObjectStore {
   /** The SDK client, shared with the bucket bootstrap. */
   readonly client: S3Client;
 
+  private readonly signer: SigV4Signer;
+  private readonly address: ObjectAddress;
+
   constructor(options: S3StoreOptions) {
     this.bucket = options.bucket;
     this.client = new S3Client(s3ClientConfig(options));
+    this.signer = new SigV4Signer({
+      accessKeyId: options.accessKeyId,
+      secretAccessKey: options.secretAccessKey,
+      region: options.region,
+      service: 's3',
+    });
+    this.address = objectAddress(options);
   }
 
   async presignPut(input: PresignPutInput): Promise<string> {
-    const command = new PutObjectCommand({
-      Bucket: this.bucket,
-      Key: input.key,
-      ContentType: input.contentType,
-      ...(input.contentLength === null ? {} : { ContentLength: input.contentLength }),
-    });
-    return getSignedUrl(this.client, command, {
-      expiresIn: input.expiresInSeconds,
-      signableHeaders: new Set(SIGNED_UPLOAD_HEADERS),
+    const headers: Record<string, string> = { 'content-type': input.contentType };
+    if (input.contentLength !== null) headers['content-length'] = String(input.contentLength);
+    return this.signer.presign({
+      method: 'PUT',
+      origin: this.address.origin,
+      pathSegments: [...this.address.pathPrefix, ...input.key.split('/')],
+      headers,
+      expiresInSeconds: input.expiresInSeconds,
     });
   }
 
   async presignGet(key: string, expiresInSeconds: number): Promise<string> {
-    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), { expiresIn: expiresInSeconds });
+    return this.signer.presign({
+      method: 'GET',
+      origin: this.address.origin,
+      pathSegments: [...this.address.pathPrefix, ...key.split('/')],
+      expiresInSeconds,
+    });
   }
 
   async head(key: string): Promise<ObjectInfo | null> {
@@ -121,6 +134,32 @@ export class S3Store implements ObjectStore {
     // S3 answers 204 for a key that is already gone.
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
   }
+}
+
+/** Where a presigned URL points: the origin, then these path segments, then the key's. */
+interface ObjectAddress {
+  origin: string;
+  pathPrefix: string[];
+}
+
+/** Bucket names that can be a DNS label under TLS (no dots), as the SDK requires for virtual-hosted style. */
+const VIRTUAL_HOSTABLE_BUCKET = /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/;
+
+/**
+ * The URL layout the SDK itself uses for these options: path style
+ * (`endpoint/bucket/key`) when forced, when the bucket name cannot be a host
+ * label or when the endpoint is an IP address, else virtual-hosted (`bucket.endpoint/key`); AWS's regional endpoint
+ * when none is configured. A path on the endpoint is kept in front.
+ */
+export function objectAddress(options: Pick<S3StoreOptions, 'endpoint' | 'region' | 'bucket' | 'forcePathStyle'>): ObjectAddress {
+  const endpoint = new URL(options.endpoint ?? `https://s3.${options.region}.amazonaws.com`);
+  const basePath = endpoint.pathname.split('/').filter((segment) => segment !== '');
+  const host = endpoint.hostname.replace(/^\[|\]$/g, '');
+  if (options.forcePathStyle || !VIRTUAL_HOSTABLE_BUCKET.test(options.bucket) || isIP(host) !== 0) {
+    return { origin: endpoint.origin, pathPrefix: [...basePath, options.bucket] };
+  }
+  endpoint.hostname = `${options.bucket}.${endpoint.hostname}`;
+  return { origin: endpoint.origin, pathPrefix: basePath };
 }
 
 /** HTTP status of an SDK error, when it has one. */
