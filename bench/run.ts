@@ -93,6 +93,7 @@ for (const s of scale.rows) {
   out.push(
     `| presign with 10^${Math.log10(s.uploads).toFixed(0)} uploads + keys recorded | req/s | ${fmt(s.presignRps)} | same server, near-empty db | ${fmt(s.baselinePresignRps)} | ${ratio(s.presignRatio)} | flat (≈ 1×) |`,
     `| auth lookup (unknown key → 401) with 10^${Math.log10(s.apiKeys).toFixed(0)} keys | req/s | ${fmt(s.authMissRps)} | same server, near-empty db | ${fmt(s.baselineAuthMissRps)} | ${ratio(s.authRatio)} | flat (≈ 1×) |`,
+    `| upload status (verified) with 10^${Math.log10(s.uploads).toFixed(0)} uploads recorded | req/s | ${fmt(s.statusRps)} | same server, near-empty db | ${fmt(s.baselineStatusRps)} | ${ratio(s.statusRatio)} | flat (≈ 1×) |`,
   );
 }
 out.push(

@@ -36,3 +36,14 @@ export async function loadAuthMiss(url: string, connections: number, seconds: nu
   const answered = r.requests.total;
   return { rps: answered / r.duration, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx };
 }
+
+/** Loads GET /api/uploads/status for one verified upload of the caller: one indexed row lookup per request. */
+export async function loadStatus(url: string, key: string, s3Key: string, connections: number, seconds: number): Promise<LoadFigures> {
+  const r = await autocannon({
+    url: `${url}/api/uploads/status?key=${encodeURIComponent(s3Key)}`,
+    headers: { authorization: `Bearer ${key}` },
+    connections,
+    duration: seconds,
+  });
+  return { rps: r.requests.total / r.duration, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx };
+}

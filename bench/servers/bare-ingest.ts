@@ -1,7 +1,8 @@
 /**
  * Peer "runtime ceiling" for uploads: a bare node:http handler that streams the
  * body to a temporary file while hashing it with SHA-256, fsyncs, and renames
- * it into place: what Keyframe's store does, without signature, limits or records.
+ * it into place: what Keyframe's store does (1 MiB write batches included),
+ * without signature, limits or records.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -26,7 +27,7 @@ const server = http.createServer(async (req, res) => {
   const name = randomBytes(8).toString('hex');
   const tmp = path.join(dir, `${name}.part`);
   try {
-    await pipeline(req, hasher, fs.createWriteStream(tmp, { flush: true }));
+    await pipeline(req, hasher, fs.createWriteStream(tmp, { flush: true, highWaterMark: 1024 * 1024 }));
     await fsp.rename(tmp, path.join(dir, name));
     res.writeHead(200, { etag: `"${hash.digest('hex').slice(0, 32)}"` }).end();
   } catch {

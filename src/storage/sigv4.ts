@@ -1,9 +1,10 @@
 import { createHmac, createSecretKey, hash, timingSafeEqual, type KeyObject } from 'node:crypto';
 
 /**
- * AWS Signature Version 4 in its query-string ("presigned URL") form, for the
- * embedded disk store: it signs upload and download URLs that look exactly like
- * S3's, and verifies them when they come back. Payloads are UNSIGNED-PAYLOAD,
+ * AWS Signature Version 4 in its query-string ("presigned URL") form. The
+ * embedded disk store signs its upload and download URLs with it (they look
+ * exactly like S3's) and verifies them when they come back; the S3 store signs
+ * its URLs for the real service with it. Payloads are UNSIGNED-PAYLOAD,
  * as in every S3 presigned URL. The test suite checks it against the AWS SDK's
  * own signer. The per-day signing key is cached, so one signature costs two HMACs.
  */

@@ -1,9 +1,9 @@
-import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { describe, expect, it } from 'vitest';
 import { objectAddress, S3Store, type S3StoreOptions } from '../../src/storage/s3/s3-store.js';
+import { NodeSha256 } from '../helpers/node-sha256.js';
 
 // The shape of the URLs the S3 store signs. Signing is local, so no service is
 // needed; the behaviour suite shows RGW acting on the same URLs. Each trap is
@@ -18,23 +18,6 @@ const options: S3StoreOptions = {
   forcePathStyle: true,
 };
 const key = 'users/u1/user-uploads/batch_x/file_y.png';
-
-/** Node's SHA-256 in the shape the SDK signer takes (what @smithy/hash-node does). */
-class NodeSha256 {
-  private readonly hash: Hash | Hmac;
-  constructor(secret?: string | Uint8Array) {
-    this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', secret);
-  }
-  update(data: string | Uint8Array): void {
-    this.hash.update(data);
-  }
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.hash.digest());
-  }
-  reset(): void {
-    throw new Error('not used by the signer');
-  }
-}
 
 /** The signature the AWS SDK's SigV4 signer computes for the request `url` describes, at the time `url` was signed. */
 async function sdkSignatureOf(url: URL, method: string, headers: Record<string, string>): Promise<string | undefined> {

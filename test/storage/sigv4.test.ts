@@ -1,27 +1,7 @@
-import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { describe, expect, it } from 'vitest';
 import { SigV4Signer, type IncomingSignedRequest } from '../../src/storage/sigv4.js';
-
-/**
- * Node's own SHA-256 in the shape the AWS SDK's signer takes (what @smithy/hash-node
- * does): a plain hash, or an HMAC when constructed with a secret.
- */
-class NodeSha256 {
-  private readonly hash: Hash | Hmac;
-  constructor(secret?: string | Uint8Array) {
-    this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', secret);
-  }
-  update(data: string | Uint8Array): void {
-    this.hash.update(data);
-  }
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.hash.digest());
-  }
-  reset(): void {
-    throw new Error('not used by the signer');
-  }
-}
+import { NodeSha256 } from '../helpers/node-sha256.js';
 
 const credentials = { accessKeyId: 'keyframe', secretAccessKey: 'test-secret-test-secret-test-secret!!' };
 const region = 'us-east-1';

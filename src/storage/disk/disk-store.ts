@@ -224,7 +224,7 @@ export class DiskStore implements ObjectStore {
       },
     });
     try {
-      await pipeline(body, meter, fs.createWriteStream(tmp, { flush: true }));
+      await pipeline(body, meter, fs.createWriteStream(tmp, { flush: true, highWaterMark: WRITE_BATCH_BYTES }));
       if (declaredLength !== undefined && Number(declaredLength) !== size) throw StorageRefusal.incompleteBody();
       const sha256 = hash.digest('hex');
       await fsp.mkdir(path.dirname(target), { recursive: true });
@@ -271,6 +271,14 @@ export class DiskStore implements ObjectStore {
     return path.join(this.metaDir, ...this.segments(key)) + '.json';
   }
 }
+
+/**
+ * Bytes the file stream may hold while a write is in flight. With the default
+ * 16 KiB every 64 KiB socket chunk paused the socket until its own write ended;
+ * with 1 MiB the socket keeps flowing and the queued chunks go down in one
+ * writev, so receiving, hashing and writing overlap.
+ */
+const WRITE_BATCH_BYTES = 1024 * 1024;
 
 const etagOf = (sha256: string) => `"${sha256.slice(0, 32)}"`;
 
