@@ -58,12 +58,18 @@ export class BatchedInsert<Table extends keyof Database & string> {
     const batch = this.pending;
     this.pending = [];
     try {
-      await this.db.transaction().execute(async (trx) => {
-        for (let i = 0; i < batch.length; i += ROWS_PER_STATEMENT) {
-          const rows = batch.slice(i, i + ROWS_PER_STATEMENT).map((w) => w.row as Record<string, unknown>);
-          await trx.executeQuery(this.statementFor(rows));
-        }
-      });
+      const statements: CompiledQuery[] = [];
+      for (let i = 0; i < batch.length; i += ROWS_PER_STATEMENT) {
+        statements.push(this.statementFor(batch.slice(i, i + ROWS_PER_STATEMENT).map((w) => w.row as Record<string, unknown>)));
+      }
+      if (statements.length === 1) {
+        // One statement is atomic on its own: BEGIN and COMMIT around it would only add two round trips.
+        await this.db.executeQuery(statements[0]!);
+      } else {
+        await this.db.transaction().execute(async (trx) => {
+          for (const statement of statements) await trx.executeQuery(statement);
+        });
+      }
     } catch (err) {
       for (const w of batch) w.reject(err);
       return;

@@ -113,7 +113,7 @@ describe('BatchedInsert on the real database', () => {
     verified_at: null,
   });
 
-  it('rows handed over in one turn commit together, and one bad row fails them all', async () => {
+  it('rows handed over in one turn commit together, and one bad row fails them all (one statement or several)', async () => {
     const inserts = new BatchedInsert(server.db, 'uploads');
     await sql`CREATE TRIGGER refuse_direct BEFORE INSERT ON uploads WHEN NEW.file_name = 'direct-bad.png'
       BEGIN SELECT RAISE(ABORT, 'bad direct row'); END`.execute(server.db);
@@ -126,6 +126,12 @@ describe('BatchedInsert on the real database', () => {
         expect(String((o as PromiseRejectedResult).reason)).toContain('bad direct row');
       }
       expect(committedFileNames('direct-a-')).toEqual([]);
+
+      // A batch that fits one statement runs without BEGIN/COMMIT: the statement alone must be all or nothing.
+      const small = Array.from({ length: 40 }, (_, i) => (i === 30 ? 'direct-bad.png' : `direct-s-${i}.png`));
+      const smallOutcomes = await Promise.allSettled(small.map((n) => inserts.insert(row(n))));
+      expect(smallOutcomes.map((o) => o.status)).toEqual(small.map(() => 'rejected'));
+      expect(committedFileNames('direct-s-')).toEqual([]);
 
       // The next batch is unaffected by the failure of the one before.
       const good = Array.from({ length: 250 }, (_, i) => `direct-b-${String(i).padStart(3, '0')}.png`);
