@@ -1,4 +1,4 @@
-import autocannon from 'autocannon';
+import autocannon, { type Result } from 'autocannon';
 
 export interface LoadFigures {
   rps: number;
@@ -20,7 +20,7 @@ export async function loadPresign(url: string, key: string, connections: number,
     connections,
     duration: seconds,
   });
-  return { rps: r.requests.total / r.duration, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx };
+  return figuresOf(r);
 }
 
 /** Loads the presign route with a well-formed but unknown key: the answer is a 401 after one key lookup. */
@@ -33,8 +33,7 @@ export async function loadAuthMiss(url: string, connections: number, seconds: nu
     connections,
     duration: seconds,
   });
-  const answered = r.requests.total;
-  return { rps: answered / r.duration, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx };
+  return figuresOf(r);
 }
 
 /** Loads GET /api/uploads/status for one verified upload of the caller: one indexed row lookup per request. */
@@ -45,5 +44,10 @@ export async function loadStatus(url: string, key: string, s3Key: string, connec
     connections,
     duration: seconds,
   });
+  return figuresOf(r);
+}
+
+/** What a load reports: requests/s over the whole run, latency percentiles in ms, and every kind of failure. */
+function figuresOf(r: Result): LoadFigures {
   return { rps: r.requests.total / r.duration, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx };
 }

@@ -44,6 +44,18 @@ export interface PresignPutInput {
   expiresInSeconds: number;
 }
 
+/**
+ * The headers a presigned upload URL binds, with the values the client must
+ * send: the type, and the exact size when the client declared one. Without
+ * `content-type` in the signature a client could PUT text/html to a key handed
+ * out for image/png.
+ */
+export function signedUploadHeaders(input: PresignPutInput): Record<string, string> {
+  const headers: Record<string, string> = { 'content-type': input.contentType };
+  if (input.contentLength !== null) headers['content-length'] = String(input.contentLength);
+  return headers;
+}
+
 export interface ObjectInfo {
   size: number;
   contentType: string | null;

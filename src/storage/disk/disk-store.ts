@@ -4,7 +4,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ObjectInfo, ObjectStore, PresignPutInput } from '../object-store.js';
+import { signedUploadHeaders, type ObjectInfo, type ObjectStore, type PresignPutInput } from '../object-store.js';
 import { SigV4Signer } from '../sigv4.js';
 import { StorageRefusal } from './storage-refusal.js';
 
@@ -90,14 +90,12 @@ export class DiskStore implements ObjectStore {
   }
 
   async presignPut(input: PresignPutInput): Promise<string> {
-    const headers: Record<string, string> = { 'content-type': input.contentType };
-    if (input.contentLength !== null) headers['content-length'] = String(input.contentLength);
     return this.signer.presign({
       method: 'PUT',
       origin: this.origin,
       pathSegments: [this.bucket, ...this.segments(input.key)],
       query: { [MAX_BYTES_PARAM]: String(input.maxBytes) },
-      headers,
+      headers: signedUploadHeaders(input),
       expiresInSeconds: input.expiresInSeconds,
     });
   }

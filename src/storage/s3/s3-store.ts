@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { S3Config } from '../../config.js';
-import type { ObjectInfo, ObjectStore, PresignPutInput } from '../object-store.js';
+import { signedUploadHeaders, type ObjectInfo, type ObjectStore, type PresignPutInput } from '../object-store.js';
 import { SigV4Signer } from '../sigv4.js';
 
 /** Where the store is and how to reach it: the S3 part of the config, less the start-up switches. */
@@ -72,13 +72,11 @@ export class S3Store implements ObjectStore {
   }
 
   async presignPut(input: PresignPutInput): Promise<string> {
-    const headers: Record<string, string> = { 'content-type': input.contentType };
-    if (input.contentLength !== null) headers['content-length'] = String(input.contentLength);
     return this.signer.presign({
       method: 'PUT',
       origin: this.address.origin,
-      pathSegments: [...this.address.pathPrefix, ...input.key.split('/')],
-      headers,
+      pathSegments: this.pathOf(input.key),
+      headers: signedUploadHeaders(input),
       expiresInSeconds: input.expiresInSeconds,
     });
   }
@@ -87,9 +85,14 @@ export class S3Store implements ObjectStore {
     return this.signer.presign({
       method: 'GET',
       origin: this.address.origin,
-      pathSegments: [...this.address.pathPrefix, ...key.split('/')],
+      pathSegments: this.pathOf(key),
       expiresInSeconds,
     });
+  }
+
+  /** Path segments of a key's URL: the bucket's prefix (empty when virtual-hosted), then the key's own. */
+  private pathOf(key: string): string[] {
+    return [...this.address.pathPrefix, ...key.split('/')];
   }
 
   async head(key: string): Promise<ObjectInfo | null> {
@@ -148,8 +151,9 @@ const VIRTUAL_HOSTABLE_BUCKET = /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/;
 /**
  * The URL layout the SDK itself uses for these options: path style
  * (`endpoint/bucket/key`) when forced, when the bucket name cannot be a host
- * label or when the endpoint is an IP address, else virtual-hosted (`bucket.endpoint/key`); AWS's regional endpoint
- * when none is configured. A path on the endpoint is kept in front.
+ * label or when the endpoint is an IP address, else virtual-hosted
+ * (`bucket.endpoint/key`); AWS's regional endpoint when none is configured.
+ * A path on the endpoint is kept in front.
  */
 export function objectAddress(options: Pick<S3StoreOptions, 'endpoint' | 'region' | 'bucket' | 'forcePathStyle'>): ObjectAddress {
   const endpoint = new URL(options.endpoint ?? `https://s3.${options.region}.amazonaws.com`);
