@@ -1,11 +1,11 @@
 /**
  * Peer "runtime ceiling" for uploads: a bare node:http handler that streams the
  * body to a temporary file while hashing it with SHA-256, fsyncs, and renames
- * it into place: what Keyframe's store does (1 MiB write batches included),
- * without signature, limits or records.
+ * it into place: what Keyframe's store does (1 MiB write batches and a flush
+ * every 8 MiB while the body arrives included), without signature, limits or
+ * records.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
@@ -18,16 +18,30 @@ await fsp.mkdir(dir, { recursive: true });
 const server = http.createServer(async (req, res) => {
   if (req.method !== 'PUT') return void res.end('{"ok":true}');
   const hash = createHash('sha256');
+  const name = randomBytes(8).toString('hex');
+  const tmp = path.join(dir, `${name}.part`);
+  const file = await fsp.open(tmp, 'wx');
+  let size = 0;
+  let syncRequestedAt = 0;
+  let earlySync: Promise<void> | null = null;
   const hasher = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       hash.update(chunk);
+      size += chunk.length;
+      if (earlySync === null && size - syncRequestedAt >= 8 * 1024 * 1024) {
+        syncRequestedAt = size;
+        earlySync = file
+          .datasync()
+          .catch(() => {})
+          .finally(() => {
+            earlySync = null;
+          });
+      }
       cb(null, chunk);
     },
   });
-  const name = randomBytes(8).toString('hex');
-  const tmp = path.join(dir, `${name}.part`);
   try {
-    await pipeline(req, hasher, fs.createWriteStream(tmp, { flush: true, highWaterMark: 1024 * 1024 }));
+    await pipeline(req, hasher, file.createWriteStream({ flush: true, highWaterMark: 1024 * 1024 }));
     await fsp.rename(tmp, path.join(dir, name));
     res.writeHead(200, { etag: `"${hash.digest('hex').slice(0, 32)}"` }).end();
   } catch {

@@ -423,24 +423,29 @@ describe('a client that disconnects halfway', () => {
     throw new Error(`timed out waiting for ${what}`);
   }
 
+  /** Bytes in the store's temporary files (the one upload under way). */
+  const tmpBytes = () => tmpFiles(server.dataDir).reduce((n, name) => n + statSync(path.join(server.dataDir, 'tmp', name)).size, 0);
+
   it.each([
-    ['with a Content-Length', true],
-    ['chunked', false],
-  ])('leaves nothing visible (%s)', async (_label, withLength) => {
-    const p = await presign('image/png');
+    ['an image, with a Content-Length', 'image/png', 4 * MiB, true],
+    ['an image, chunked', 'image/png', 4 * MiB, false],
+    // Past 8 MiB the store has begun flushing the file while the body arrives.
+    ['a video, 24 MiB of 48, with a Content-Length', 'video/mp4', 48 * MiB, true],
+    ['a video, 24 MiB of 48, chunked', 'video/mp4', 48 * MiB, false],
+  ])('leaves nothing visible (%s)', async (_label, contentType, declared, withLength) => {
+    const p = await presign(contentType);
     const { hostname, port } = new URL(server.url);
     const socket = net.connect(Number(port), hostname);
     await once(socket, 'connect');
-    const declared = 4 * MiB;
     socket.write(
-      `PUT ${pathAndQuery(p.upload_url)} HTTP/1.1\r\nHost: ${new URL(server.url).host}\r\nContent-Type: image/png\r\n` +
+      `PUT ${pathAndQuery(p.upload_url)} HTTP/1.1\r\nHost: ${new URL(server.url).host}\r\nContent-Type: ${contentType}\r\n` +
         (withLength ? `Content-Length: ${declared}\r\n` : 'Transfer-Encoding: chunked\r\n') +
         '\r\n',
     );
     const half = Buffer.alloc(declared / 2, 7);
     socket.write(withLength ? half : Buffer.concat([Buffer.from(`${half.length.toString(16)}\r\n`), half, Buffer.from('\r\n')]));
-    // The server has begun writing the temporary file: the upload is really under way.
-    await until(() => tmpFiles(server.dataDir).length > 0, 'the temporary file');
+    // The server has written most of what was sent to its temporary file: the upload is really under way.
+    await until(() => tmpBytes() >= declared / 4, 'the temporary file');
     socket.destroy();
     await until(() => tmpFiles(server.dataDir).length === 0, 'the temporary file to go');
     await expectNothingStored(p.s3_key);
