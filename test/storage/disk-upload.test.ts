@@ -444,7 +444,7 @@ describe('a client that disconnects halfway', () => {
     );
     const half = Buffer.alloc(declared / 2, 7);
     socket.write(withLength ? half : Buffer.concat([Buffer.from(`${half.length.toString(16)}\r\n`), half, Buffer.from('\r\n')]));
-    // The server has written most of what was sent to its temporary file: the upload is really under way.
+    // The server has written at least half of what was sent to its temporary file: the upload is really under way.
     await until(() => tmpBytes() >= declared / 4, 'the temporary file');
     socket.destroy();
     await until(() => tmpFiles(server.dataDir).length === 0, 'the temporary file to go');
