@@ -1,8 +1,8 @@
 /**
  * Peer "runtime ceiling" for uploads: a bare node:http handler that streams the
  * body to a temporary file while hashing it with SHA-256, fsyncs, and renames
- * it into place: what Keyframe's store does (1 MiB write batches and a flush
- * every 8 MiB while the body arrives included), without signature, limits or
+ * it into place: what Keyframe's store does (1 MiB write batches and its
+ * flushing while the body arrives included), without signature, limits or
  * records.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -11,6 +11,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { syncWhileArriving } from '../../src/storage/disk/early-sync.js';
 
 const dir = process.env.BENCH_DIR!;
 await fsp.mkdir(dir, { recursive: true });
@@ -21,22 +22,13 @@ const server = http.createServer(async (req, res) => {
   const name = randomBytes(8).toString('hex');
   const tmp = path.join(dir, `${name}.part`);
   const file = await fsp.open(tmp, 'wx');
+  const noteReceived = syncWhileArriving(file);
   let size = 0;
-  let syncRequestedAt = 0;
-  let earlySync: Promise<void> | null = null;
   const hasher = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       hash.update(chunk);
       size += chunk.length;
-      if (earlySync === null && size - syncRequestedAt >= 8 * 1024 * 1024) {
-        syncRequestedAt = size;
-        earlySync = file
-          .datasync()
-          .catch(() => {})
-          .finally(() => {
-            earlySync = null;
-          });
-      }
+      noteReceived(size);
       cb(null, chunk);
     },
   });

@@ -6,6 +6,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { signedUploadHeaders, type ObjectInfo, type ObjectStore, type PresignPutInput } from '../object-store.js';
 import { SigV4Signer } from '../sigv4.js';
+import { syncWhileArriving } from './early-sync.js';
 import { StorageRefusal } from './storage-refusal.js';
 
 /** Signed into every disk upload URL, so the limit travels with the URL and needs no lookup. */
@@ -213,24 +214,14 @@ export class DiskStore implements ObjectStore {
     const tmp = path.join(this.tmpDir, `${randomBytes(12).toString('hex')}.part`);
     const hash = createHash('sha256');
     const file = await fsp.open(tmp, 'wx');
+    const noteReceived = syncWhileArriving(file);
     let size = 0;
-    let syncRequestedAt = 0;
-    let earlySync: Promise<void> | null = null;
     const meter = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         size += chunk.length;
         if (size > maxBytes) return callback(StorageRefusal.tooLarge(maxBytes));
         hash.update(chunk);
-        if (earlySync === null && size - syncRequestedAt >= EARLY_SYNC_BYTES) {
-          syncRequestedAt = size;
-          // A disk that fails here fails the closing sync too, and that one is reported.
-          earlySync = file
-            .datasync()
-            .catch(() => {})
-            .finally(() => {
-              earlySync = null;
-            });
-        }
+        noteReceived(size);
         callback(null, chunk);
       },
     });
@@ -291,15 +282,6 @@ export class DiskStore implements ObjectStore {
  * writev, so receiving, hashing and writing overlap.
  */
 const WRITE_BATCH_BYTES = 1024 * 1024;
-
-/**
- * While a body is still arriving, its file is flushed to disk each time this
- * much more has arrived (one flush at a time). Without it the page cache held
- * the whole upload and the closing fsync wrote all of it while the client
- * waited; with it, writing to disk overlaps receiving and the closing fsync
- * finds at most a few MiB left.
- */
-const EARLY_SYNC_BYTES = 8 * 1024 * 1024;
 
 const etagOf = (sha256: string) => `"${sha256.slice(0, 32)}"`;
 
