@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { openDatabase } from '../src/db/database.js';
 import { Uploads } from '../src/domain/uploads.js';
 import { SNIFF_BYTES, Verifier } from '../src/domain/verification.js';
+import { FfprobeMediaProbe } from '../src/media/ffprobe.js';
 import { DiskStore } from '../src/storage/disk/disk-store.js';
 import { CountingStore } from '../test/helpers/counting-store.js';
 import { dataDirWithKey } from './lib/keys.js';
@@ -23,8 +24,10 @@ export interface VerificationResult {
   /** ms per `Verifier.status` call, first verification and cached (second call). */
   firstMs: Summary;
   cachedMs: Summary;
-  /** Bytes the verifier asked the store for, per verification: at most SNIFF_BYTES. */
+  /** Bytes the verifier asked the store for by range, per verification: at most SNIFF_BYTES here. */
   maxBytesRead: number;
+  /** Bytes copied (pinned to the ETag) into the scratch file for the ffprobe probe, per verification: the whole object. */
+  bytesCopied: number;
   sniffBytes: number;
   storeCallsFirst: number;
   storeCallsCached: number;
@@ -40,7 +43,7 @@ export interface VerificationResult {
  * asked again (cached). Then, over HTTP, Create Generation with 10 fresh
  * references (start, end and 8 ingredient images) against presign on the same server.
  */
-export async function benchVerification(references: number, generations: number): Promise<VerificationResult> {
+export async function benchVerification(references: number, generations: number, options: { http?: boolean } = {}): Promise<VerificationResult> {
   const work = await mkdtemp(path.join(tmpdir(), 'keyframe-bench-verify-'));
   const big = path.join(work, 'noise.png');
   // A 1024×1024 noise image: PNG cannot compress it, so the object is megabytes.
@@ -52,7 +55,7 @@ export async function benchVerification(references: number, generations: number)
   const counting = new CountingStore(disk);
   try {
     const uploads = new Uploads(db, counting, 900);
-    const verifier = new Verifier(db, counting);
+    const verifier = new Verifier(db, counting, { scratchDir: path.join(work, 'tmp', 'verify'), probe: new FfprobeMediaProbe() });
     await db.insertInto('users').values({ id: 'bench', webhook_secret: 'whsec_bench', created_at: new Date().toISOString() }).execute();
     const keys: string[] = [];
     for (let i = 0; i < references; i++) {
@@ -78,13 +81,18 @@ export async function benchVerification(references: number, generations: number)
     const cachedCalls = counting.calls.length - beforeCached;
     const ranges = firstCalls.filter((c) => c.method === 'getRange').map((c) => Math.min(Number(c.args[2]) + 1, objectBytes) - Number(c.args[1]));
 
-    const http = await benchCreateGeneration(generations);
+    const copies = firstCalls.filter((c) => c.method === 'openVerified').length;
+    const http =
+      options.http === false
+        ? { generationMs: null, presignMs: null, generationNote: 'not measured (in-process run only)' }
+        : await benchCreateGeneration(generations);
     return {
       references,
       objectBytes,
       firstMs: summarise(first),
       cachedMs: summarise(cached),
       maxBytesRead: Math.max(...ranges),
+      bytesCopied: (copies / references) * objectBytes,
       sniffBytes: SNIFF_BYTES,
       storeCallsFirst: firstCalls.length / references,
       storeCallsCached: cachedCalls / references,

@@ -38,6 +38,34 @@ export interface Config {
   s3: S3Config | null;
   /** Generation models and runners (see GenerationConfig). */
   generation: GenerationConfig;
+  /** Per-user quotas and rate limits, and the server's caps on concurrent uploads (see LimitsConfig). */
+  limits: LimitsConfig;
+}
+
+/**
+ * What one user (all of their keys together) may use, and what the server
+ * takes at once. A request past a user limit gets 429 `rate_limited` with
+ * `Retry-After`; an upload past a concurrency cap gets S3's 503 `SlowDown`.
+ * docs/security.md says why each default is what it is.
+ */
+export interface LimitsConfig {
+  /** Presigns one user may make per minute (`KEYFRAME_PRESIGNS_PER_MINUTE`, default 600). */
+  presignsPerMinute: number;
+  /** Upload URLs of one user that are live and not yet used (`KEYFRAME_MAX_PENDING_UPLOADS`, default 100). */
+  pendingUploads: number;
+  /**
+   * Bytes one user may hold in the store (`KEYFRAME_MAX_STORED_BYTES`, default 10 GiB): stored
+   * uploads count their size, live pending ones their signed length or `max_bytes`.
+   */
+  storedBytes: number;
+  /** Generations one user may create per hour (`KEYFRAME_GENERATIONS_PER_HOUR`, default 200). */
+  generationsPerHour: number;
+  /** Generations of one user queued or running at once (`KEYFRAME_MAX_ACTIVE_GENERATIONS`, default 20). */
+  activeGenerations: number;
+  /** PUTs to the disk store in progress at once for one user (`KEYFRAME_MAX_UPLOADS_PER_USER`, default 8). */
+  concurrentUploadsPerUser: number;
+  /** PUTs to the disk store in progress at once on this server (`KEYFRAME_MAX_UPLOADS`, default 64). */
+  concurrentUploads: number;
 }
 
 /** How generations run; docs/generations.md describes the model registry file. */
@@ -116,6 +144,15 @@ export function loadConfig(env: Env = process.env): Config {
       timeoutSeconds: read.integer('KEYFRAME_GENERATION_TIMEOUT_SECONDS', 600, 1, 24 * 3600),
       maxAttempts: read.integer('KEYFRAME_GENERATION_MAX_ATTEMPTS', 2, 1, 10),
       webhookAllowPrivate: read.boolean('KEYFRAME_WEBHOOK_ALLOW_PRIVATE', false),
+    },
+    limits: {
+      presignsPerMinute: read.integer('KEYFRAME_PRESIGNS_PER_MINUTE', 600, 1, 1_000_000),
+      pendingUploads: read.integer('KEYFRAME_MAX_PENDING_UPLOADS', 100, 1, 1_000_000),
+      storedBytes: read.integer('KEYFRAME_MAX_STORED_BYTES', 10 * 2 ** 30, 1, Number.MAX_SAFE_INTEGER),
+      generationsPerHour: read.integer('KEYFRAME_GENERATIONS_PER_HOUR', 200, 1, 1_000_000),
+      activeGenerations: read.integer('KEYFRAME_MAX_ACTIVE_GENERATIONS', 20, 1, 100_000),
+      concurrentUploadsPerUser: read.integer('KEYFRAME_MAX_UPLOADS_PER_USER', 8, 1, 10_000),
+      concurrentUploads: read.integer('KEYFRAME_MAX_UPLOADS', 64, 1, 100_000),
     },
   };
   if (problems.length > 0) throw new ConfigError(problems);

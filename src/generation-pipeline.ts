@@ -6,6 +6,7 @@ import { Generations } from './domain/generations/generations.js';
 import { ModelRegistry } from './domain/generations/model-registry.js';
 import type { Runner, RunnerCallbacks } from './domain/generations/runner.js';
 import { GenerationWorker } from './domain/generations/worker.js';
+import { GenerationLimits } from './domain/usage/generation-usage.js';
 import type { Verifier } from './domain/verification.js';
 import { InProcessQueue } from './queue/in-process-queue.js';
 import { HttpRunner, workerUrlsOf } from './runners/http/http-runner.js';
@@ -17,7 +18,7 @@ import { WebhookSender } from './webhooks/webhook-sender.js';
 export interface GenerationPipeline {
   generations: Generations;
   runnerCallbacks: RunnerCallbacks;
-  /** Recovers interrupted jobs and starts working; call once the server listens (runners read through its URLs). */
+  /** Recovers interrupted jobs and starts working; call once the server listens (model workers call it back, and on the disk store download through its URLs). */
   start(log: FastifyBaseLogger): Promise<void>;
   stop(): Promise<void>;
 }
@@ -33,7 +34,7 @@ export function openGenerationPipeline(config: Config, db: Db, store: ObjectStor
     log: (message, details) => log?.warn(details, message),
   });
   const local = new LocalRunner({ store, workDir: path.join(config.dataDir, 'tmp', 'generations'), log: logError });
-  const remote = new HttpRunner({ store, publicUrl, workerUrl: workerUrlsOf(registry.all()) });
+  const remote = new HttpRunner({ store, publicUrl, workerUrl: workerUrlsOf(registry.all()), log: logError });
   const runners: Record<'local' | 'http', Runner> = { local, http: remote };
   const queue = new InProcessQueue(db, {
     concurrency: config.generation.concurrency,
@@ -47,7 +48,7 @@ export function openGenerationPipeline(config: Config, db: Db, store: ObjectStor
   });
 
   return {
-    generations: new Generations(db, verifier, registry, queue, store, webhooks),
+    generations: new Generations(db, verifier, registry, queue, store, webhooks, new GenerationLimits(db, config.limits)),
     runnerCallbacks: remote,
     async start(logger) {
       log = logger;

@@ -1,13 +1,17 @@
+import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './config.js';
 import { openDatabase, type Db } from './db/database.js';
 import { ApiKeys } from './domain/api-keys.js';
 import { Uploads } from './domain/uploads.js';
+import { UploadQuota } from './domain/usage/upload-quota.js';
+import { DISK_RESERVATION_GRACE_MS } from './domain/usage/upload-usage.js';
 import { Verifier } from './domain/verification.js';
 import { freePort } from './free-port.js';
 import { openGenerationPipeline, type GenerationPipeline } from './generation-pipeline.js';
 import { buildApp } from './http/app.js';
 import { loggerOptions } from './http/logging.js';
+import { FfprobeMediaProbe } from './media/ffprobe.js';
 import type { ObjectStore } from './storage/object-store.js';
 import { openStore } from './storage/open-store.js';
 
@@ -32,7 +36,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
     await db.destroy();
     throw err;
   });
-  const verifier = new Verifier(db, store);
+  // Each reference is probed on a private copy (<dataDir>/tmp/verify, 0700), never through a URL.
+  const verifier = new Verifier(db, store, { scratchDir: path.join(config.dataDir, 'tmp', 'verify'), probe: new FfprobeMediaProbe() });
   let pipeline: GenerationPipeline;
   try {
     pipeline = openGenerationPipeline(config, db, store, verifier, publicUrl);
@@ -42,7 +47,17 @@ export async function startServer(config: Config): Promise<RunningServer> {
   }
   const app = await buildApp({
     apiKeys: new ApiKeys(db),
-    uploads: new Uploads(db, store, config.uploadUrlTtlSeconds),
+    uploads: new Uploads(
+      db,
+      store,
+      config.uploadUrlTtlSeconds,
+      new UploadQuota(db, config.limits, {
+        // On S3 an object PUT and never verified stays pending: its reservation stands until it is resolved.
+        reservationGraceMs: config.storage === 'disk' ? DISK_RESERVATION_GRACE_MS : Infinity,
+        urlTtlSeconds: config.uploadUrlTtlSeconds,
+      }),
+    ),
+    limits: config.limits,
     verifier,
     generations: pipeline.generations,
     runnerCallbacks: pipeline.runnerCallbacks,
@@ -51,7 +66,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     logger: loggerOptions(config.logLevel),
   });
   await app.listen({ host: config.host, port });
-  // Jobs start only now: the local runner reads references through this server's URLs.
+  // Jobs start only now: model workers (runner http) call this server back, and on the disk store download through its URLs.
   await pipeline.start(app.log).catch(async (err: unknown) => {
     await app.close();
     await db.destroy();

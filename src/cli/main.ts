@@ -3,6 +3,8 @@ import { ConfigError, loadConfig, type Config } from '../config.js';
 import { openDatabase } from '../db/database.js';
 import { ApiKeys } from '../domain/api-keys.js';
 import { ApiError } from '../domain/errors.js';
+import { DISK_RESERVATION_GRACE_MS } from '../domain/usage/upload-usage.js';
+import { readUserUsage } from '../domain/usage/user-usage.js';
 import { startServer } from '../server.js';
 
 /** A mistake in how the command was called: exit code 2. */
@@ -13,6 +15,7 @@ const USAGE = `usage: keyframe <command>
   serve                                   start the server
   users create <user_id>                  add a user
   users list [--json]                     list users with their webhook secrets
+  users show <user_id> [--json]           a user's usage against their limits
   keys create --user <user_id> [--scope <scope>]... [--name <label>] [--json]
                                           create an API key (printed once)
   keys list [--user <user_id>] [--json]   list keys (never the keys themselves)
@@ -36,6 +39,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: Out): 
     if (group === 'serve') return await serve(config, out);
     if (group === 'users' && action === 'create') return await withKeys(config, (k) => usersCreate(k, rest, out));
     if (group === 'users' && action === 'list') return await withKeys(config, (k) => usersList(k, rest, out));
+    if (group === 'users' && action === 'show') return await usersShow(config, rest, out);
     if (group === 'keys' && action === 'create') return await withKeys(config, (k) => keysCreate(k, rest, out));
     if (group === 'keys' && action === 'list') return await withKeys(config, (k) => keysList(k, rest, out));
     if (group === 'keys' && action === 'revoke') return await withKeys(config, (k) => keysRevoke(k, rest, out));
@@ -95,6 +99,34 @@ async function usersList(keys: ApiKeys, args: string[], out: Out): Promise<numbe
   const users = await keys.listUsers();
   if (values.json) out.stdout(JSON.stringify(users));
   else for (const u of users) out.stdout(`${u.id}\tcreated ${u.created_at}\twebhook secret ${u.webhook_secret}`);
+  return 0;
+}
+
+async function usersShow(config: Config, args: string[], out: Out): Promise<number> {
+  const { positionals, values } = parse(args, { json: { type: 'boolean' } }, 1);
+  const userId = positionals[0]!;
+  const db = await openDatabase(config.dataDir);
+  let usage;
+  try {
+    usage = await readUserUsage(db, userId, config.limits, config.storage === 'disk' ? DISK_RESERVATION_GRACE_MS : Infinity);
+  } finally {
+    await db.destroy();
+  }
+  if (!usage) {
+    out.stderr(`keyframe: no user ${userId}`);
+    return 1;
+  }
+  if (values.json) {
+    out.stdout(JSON.stringify(usage));
+    return 0;
+  }
+  const b = usage.stored_bytes;
+  out.stdout(`user ${usage.user_id}`);
+  out.stdout(`pending uploads\t${usage.pending_uploads.used} / ${usage.pending_uploads.limit}`);
+  out.stdout(`stored bytes\t${b.used} / ${b.limit} (${b.stored} stored + ${b.reserved} reserved by pending uploads)`);
+  out.stdout(`active generations\t${usage.active_generations.used} / ${usage.active_generations.limit} (queued or running)`);
+  out.stdout(`generations, last hour\t${usage.generations_last_hour.used} / ${usage.generations_last_hour.limit}`);
+  out.stdout(`presigns per minute\tlimit ${usage.presigns_per_minute.limit} (counted in the server's memory)`);
   return 0;
 }
 

@@ -6,6 +6,8 @@ import type { Database } from './schema.js';
 import * as m001 from './migrations/001_initial.js';
 import * as m002 from './migrations/002_generations.js';
 import * as m003 from './migrations/003_upload_etag.js';
+import * as m004 from './migrations/004_upload_media.js';
+import * as m005 from './migrations/005_usage_indexes.js';
 
 export type Db = Kysely<Database>;
 
@@ -14,14 +16,22 @@ const MIGRATIONS: Record<string, Migration> = {
   '001_initial': m001,
   '002_generations': m002,
   '003_upload_etag': m003,
+  '004_upload_media': m004,
+  '005_usage_indexes': m005,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
 
 /** Opens (creating if needed) the embedded SQLite database in `dataDir` and brings its schema up to date. */
 export async function openDatabase(dataDir: string): Promise<Db> {
-  fs.mkdirSync(dataDir, { recursive: true });
-  const sqlite = new SQLite(path.join(dataDir, 'keyframe.sqlite'));
+  // The database holds webhook secrets and key hashes: the data dir and the file are the owner's
+  // alone, whatever the umask (SQLite gives its -wal and -shm files the database file's mode).
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(dataDir, 0o700);
+  const file = path.join(dataDir, 'keyframe.sqlite');
+  fs.closeSync(fs.openSync(file, 'a', 0o600));
+  fs.chmodSync(file, 0o600);
+  const sqlite = new SQLite(file);
   // WAL lets the CLI and the server share the file; NORMAL sync is durable across process crashes.
   sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('synchronous = NORMAL');

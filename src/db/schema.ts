@@ -41,6 +41,12 @@ export interface UploadsTable {
   etag: string | null;
   sniffed_type: string | null;
   reason: string | null;
+  /** Media metadata learnt at verification (migration 004): frame size, duration, codecs. */
+  media_width: number | null;
+  media_height: number | null;
+  media_duration_seconds: number | null;
+  media_video_codec: string | null;
+  media_audio_codec: string | null;
   created_at: Timestamp;
   expires_at: Timestamp;
   uploaded_at: Timestamp | null;

@@ -29,13 +29,17 @@ export function codeForStatus(status: number): ErrorCode | undefined {
 
 /** An error whose message is safe to show to the client as it is. */
 export class ApiError extends Error {
+  /** With `rate_limited`: seconds until a retry can succeed, sent as `Retry-After`. */
+  readonly retryAfterSeconds: number | undefined;
+
   constructor(
     readonly code: ErrorCode,
     message: string,
-    options?: ErrorOptions,
+    options?: ErrorOptions & { retryAfterSeconds?: number },
   ) {
     super(message, options);
     this.name = 'ApiError';
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 
   get status(): number {
@@ -47,3 +51,7 @@ export const INVALID_API_KEY = 'Invalid or missing API key';
 
 export const validationError = (message: string) => new ApiError('validation_error', message);
 export const notFound = (message: string) => new ApiError('not_found', message);
+
+/** 429 `rate_limited`: a per-user limit or quota is used up; `retryAfterSeconds` says when to try again. */
+export const rateLimited = (message: string, retryAfterSeconds: number) =>
+  new ApiError('rate_limited', message, { retryAfterSeconds: Math.max(1, Math.ceil(retryAfterSeconds)) });

@@ -1,3 +1,5 @@
+import type { DownloadHeaders } from '../storage/object-store.js';
+
 /**
  * The one table of what may be uploaded: each allowed content type, its family,
  * the extension its keys get, and which sniffed types (as the `file-type` package
@@ -12,6 +14,12 @@ export interface MediaType {
   extension: string;
   /** MIME types `file-type` reports for genuine files of this type. */
   sniffedAs: readonly string[];
+  /**
+   * The one ffmpeg/ffprobe demuxer (`-f`) that opens files of this type. Media
+   * tools are never left to probe for a format: probing is how a playlist or a
+   * concat list hidden in an "MP3" gets followed.
+   */
+  demuxer: string;
 }
 
 /** Upper size limit of each family, as Prism documents (MB = 2^20 bytes). */
@@ -21,23 +29,35 @@ export const MAX_BYTES: Readonly<Record<MediaFamily, number>> = {
   audio: 50 * 1024 * 1024,
 };
 
+/**
+ * What a reference may decode to, by family: beyond these, a reference costs a
+ * renderer (or a video model) more memory and time than any model accepts.
+ * Images are checked from their header at verification; video and audio by
+ * ffprobe on a private copy. Pixels are width x height of one frame.
+ */
+export const MEDIA_LIMITS = {
+  image: { maxSide: 8192, maxPixels: 40_000_000 },
+  video: { maxSide: 4096, maxPixels: 4096 * 2304, maxDurationSeconds: 300 },
+  audio: { maxDurationSeconds: 600 },
+} as const;
+
 const TABLE: readonly MediaType[] = [
-  { contentType: 'image/png', family: 'image', extension: 'png', sniffedAs: ['image/png', 'image/apng'] },
-  { contentType: 'image/jpeg', family: 'image', extension: 'jpg', sniffedAs: ['image/jpeg'] },
-  { contentType: 'image/webp', family: 'image', extension: 'webp', sniffedAs: ['image/webp'] },
-  { contentType: 'image/gif', family: 'image', extension: 'gif', sniffedAs: ['image/gif'] },
-  { contentType: 'video/mp4', family: 'video', extension: 'mp4', sniffedAs: ['video/mp4', 'video/x-m4v'] },
-  { contentType: 'video/quicktime', family: 'video', extension: 'mov', sniffedAs: ['video/quicktime'] },
-  { contentType: 'video/webm', family: 'video', extension: 'webm', sniffedAs: ['video/webm'] },
-  { contentType: 'audio/mpeg', family: 'audio', extension: 'mp3', sniffedAs: ['audio/mpeg'] },
-  { contentType: 'audio/wav', family: 'audio', extension: 'wav', sniffedAs: ['audio/wav', 'audio/vnd.wave', 'audio/x-wav'] },
+  { contentType: 'image/png', family: 'image', extension: 'png', sniffedAs: ['image/png', 'image/apng'], demuxer: 'png_pipe' },
+  { contentType: 'image/jpeg', family: 'image', extension: 'jpg', sniffedAs: ['image/jpeg'], demuxer: 'jpeg_pipe' },
+  { contentType: 'image/webp', family: 'image', extension: 'webp', sniffedAs: ['image/webp'], demuxer: 'webp_pipe' },
+  { contentType: 'image/gif', family: 'image', extension: 'gif', sniffedAs: ['image/gif'], demuxer: 'gif' },
+  { contentType: 'video/mp4', family: 'video', extension: 'mp4', sniffedAs: ['video/mp4', 'video/x-m4v'], demuxer: 'mov' },
+  { contentType: 'video/quicktime', family: 'video', extension: 'mov', sniffedAs: ['video/quicktime'], demuxer: 'mov' },
+  { contentType: 'video/webm', family: 'video', extension: 'webm', sniffedAs: ['video/webm'], demuxer: 'matroska' },
+  { contentType: 'audio/mpeg', family: 'audio', extension: 'mp3', sniffedAs: ['audio/mpeg'], demuxer: 'mp3' },
+  { contentType: 'audio/wav', family: 'audio', extension: 'wav', sniffedAs: ['audio/wav', 'audio/vnd.wave', 'audio/x-wav'], demuxer: 'wav' },
   // An .m4a is an MP4 container: file-type names it by its brand, which encoders set either way.
-  { contentType: 'audio/mp4', family: 'audio', extension: 'm4a', sniffedAs: ['audio/mp4', 'audio/x-m4a', 'video/mp4'] },
-  { contentType: 'audio/aac', family: 'audio', extension: 'aac', sniffedAs: ['audio/aac'] },
-  { contentType: 'audio/ogg', family: 'audio', extension: 'ogg', sniffedAs: ['audio/ogg', 'audio/opus'] },
+  { contentType: 'audio/mp4', family: 'audio', extension: 'm4a', sniffedAs: ['audio/mp4', 'audio/x-m4a', 'video/mp4'], demuxer: 'mov' },
+  { contentType: 'audio/aac', family: 'audio', extension: 'aac', sniffedAs: ['audio/aac'], demuxer: 'aac' },
+  { contentType: 'audio/ogg', family: 'audio', extension: 'ogg', sniffedAs: ['audio/ogg', 'audio/opus'], demuxer: 'ogg' },
   // WebM audio and video share one container; file-type reports both as video/webm.
-  { contentType: 'audio/webm', family: 'audio', extension: 'weba', sniffedAs: ['audio/webm', 'video/webm'] },
-  { contentType: 'audio/flac', family: 'audio', extension: 'flac', sniffedAs: ['audio/flac', 'audio/x-flac'] },
+  { contentType: 'audio/webm', family: 'audio', extension: 'weba', sniffedAs: ['audio/webm', 'video/webm'], demuxer: 'matroska' },
+  { contentType: 'audio/flac', family: 'audio', extension: 'flac', sniffedAs: ['audio/flac', 'audio/x-flac'], demuxer: 'flac' },
 ];
 
 const BY_CONTENT_TYPE = new Map(TABLE.map((t) => [t.contentType, t]));
@@ -55,4 +75,15 @@ export function normaliseContentType(value: string): string {
 /** The table entry for a (normalised or not) content type, or undefined when it is not allowed. */
 export function lookupMediaType(contentType: string): MediaType | undefined {
   return BY_CONTENT_TYPE.get(normaliseContentType(contentType));
+}
+
+/**
+ * How a download of an object of `contentType` is answered: `inline` only for a
+ * type in the table above (verified media, safe for <video>, <audio>, <img>),
+ * `attachment` for anything else, so a browser never renders what it fetched.
+ */
+export function downloadHeaders(contentType: string): DownloadHeaders {
+  const media = lookupMediaType(contentType);
+  if (media) return { contentType: media.contentType, contentDisposition: 'inline' };
+  return { contentType: 'application/octet-stream', contentDisposition: 'attachment' };
 }

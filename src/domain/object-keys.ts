@@ -36,3 +36,34 @@ export function parseUploadKey(key: string): UploadKey | undefined {
 export function generationVideoKey(userId: string, generationId: string): string {
   return `users/${userId}/generations/${generationId}.mp4`;
 }
+
+/**
+ * Objects of one run of a generation on a model worker (runner `http`), under
+ * `users/<user_id>/generations/<generation_id>/run-<run_id>/`. No upload key
+ * ever names these and no status answer serves them; they are removed when the
+ * run ends. `run_id` is new for every run (a restart runs a job again), so no
+ * key is ever written twice (the disk store writes a key once, even after a
+ * delete) and an earlier run's URLs never touch a later run's objects.
+ *
+ * - `ref-<n>.<ext>`: the run's private copy of the job's n-th reference,
+ *   written by the server alone from a read pinned to the verified ETag.
+ *   Workers download these, so replaying an upload URL cannot change what a
+ *   worker reads.
+ * - `output.mp4`: the staging key the worker PUTs its video to. The server
+ *   copies it, pinned, into `generationVideoKey` once the signed callback
+ *   arrives; a replay of the PUT URL can only ever write here, and nothing
+ *   serves this key.
+ */
+export function generationRunPrefix(userId: string, generationId: string, runId: string): string {
+  return `users/${userId}/generations/${generationId}/run-${runId}/`;
+}
+
+/** See `generationRunPrefix`. */
+export function generationReferenceCopyKey(userId: string, generationId: string, runId: string, index: number, extension: string): string {
+  return `${generationRunPrefix(userId, generationId, runId)}ref-${index}.${extension}`;
+}
+
+/** See `generationRunPrefix`. */
+export function generationStagingKey(userId: string, generationId: string, runId: string): string {
+  return `${generationRunPrefix(userId, generationId, runId)}output.mp4`;
+}

@@ -8,8 +8,19 @@
  * for lack of data, only for data that contradicts the size.
  */
 
-/** Why the object is incomplete, or null when nothing in `head` says so. */
-export function findTruncation(head: Uint8Array, objectSize: number): string | null {
+/**
+ * Why the object is incomplete, or null when nothing in `head` says so.
+ * `head` holds the object's bytes from `streamStart` on: where the media
+ * stream really starts, after any prefix verification parsed (ID3 tags), never
+ * byte 0 when there is one, since a prefix would hide the container's header.
+ * Byte offsets in the answer count from `streamStart`, and say so.
+ */
+export function findTruncation(head: Uint8Array, objectSize: number, streamStart = 0): string | null {
+  const reason = streamTruncation(head, objectSize - streamStart);
+  return reason === null || streamStart === 0 ? reason : `${reason}, counting from byte ${streamStart}, where the stream starts`;
+}
+
+function streamTruncation(head: Uint8Array, objectSize: number): string | null {
   if (startsWith(head, PNG_SIGNATURE)) return pngTruncation(head, objectSize);
   if (ascii(head, 4, 8) === 'ftyp') return isoBmffTruncation(head, objectSize);
   if (ascii(head, 0, 4) === 'RIFF') return riffTruncation(head, objectSize);

@@ -4,6 +4,7 @@ import type { ObjectStore } from '../storage/object-store.js';
 import { ApiError, validationError } from './errors.js';
 import { ALLOWED_CONTENT_TYPES, lookupMediaType, MAX_BYTES } from './media-types.js';
 import { newUploadKey } from './object-keys.js';
+import type { UploadQuota } from './usage/upload-quota.js';
 
 export interface PresignRequest {
   kind: string;
@@ -37,6 +38,8 @@ export class Uploads {
     private readonly db: Db,
     private readonly store: ObjectStore,
     private readonly urlTtlSeconds: number,
+    /** Pending-uploads and stored-bytes quotas (src/domain/usage/upload-quota.ts); none when absent. */
+    private readonly quota: UploadQuota | null = null,
   ) {
     this.records = new BatchedInsert(db, 'uploads');
   }
@@ -52,6 +55,27 @@ export class Uploads {
     if (contentLength !== null && (contentLength < 1 || contentLength > maxBytes)) {
       throw validationError(`contentLength must be from 1 to ${maxBytes} for ${media.family} uploads`);
     }
+    // The quota check reserves this upload's bytes in memory before any await (see UploadQuota).
+    const reservation = contentLength ?? maxBytes;
+    const quota = this.quota;
+    const ledger = quota === null ? null : (quota.tryReserve(userId, reservation) ?? (await quota.reserve(userId, reservation)));
+    try {
+      const response = await this.presignAndRecord(userId, media, maxBytes, contentLength, request.fileName ?? null);
+      if (ledger !== null) quota!.settle(ledger, reservation, true);
+      return response;
+    } catch (err) {
+      if (ledger !== null) quota!.settle(ledger, reservation, false);
+      throw err;
+    }
+  }
+
+  private async presignAndRecord(
+    userId: string,
+    media: NonNullable<ReturnType<typeof lookupMediaType>>,
+    maxBytes: number,
+    contentLength: number | null,
+    fileName: string | null,
+  ): Promise<PresignResponse> {
     const { key } = newUploadKey(userId, media.extension);
     const now = new Date();
     const expiresAt = new Date(now.getTime() + this.urlTtlSeconds * 1000);
@@ -73,7 +97,7 @@ export class Uploads {
       content_type: media.contentType,
       max_bytes: maxBytes,
       content_length: contentLength,
-      file_name: request.fileName ?? null,
+      file_name: fileName,
       state: 'pending',
       size: null,
       sha256: null,
@@ -89,8 +113,10 @@ export class Uploads {
   }
 
   /**
-   * Records that the store received the whole object. A second PUT of the same
-   * URL replaces the bytes, so whatever was verified before is forgotten.
+   * Records that the store received the whole object: moves a `pending` record
+   * to `uploaded`, and nothing else. The disk store writes each key once, so a
+   * repeated PUT can only be the same bytes again (a client retrying after a
+   * lost answer), and must not reset a record that was verified or rejected since.
    */
   async recordArrival(object: ArrivedObject): Promise<void> {
     await this.db
@@ -106,6 +132,7 @@ export class Uploads {
         verified_at: null,
       })
       .where('s3_key', '=', object.key)
+      .where('state', '=', 'pending')
       .execute();
   }
 }

@@ -1,7 +1,9 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
+import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { LimitsConfig } from '../config.js';
 import type { ApiKeys } from '../domain/api-keys.js';
 import type { Generations } from '../domain/generations/generations.js';
 import type { RunnerCallbacks } from '../domain/generations/runner.js';
@@ -28,6 +30,8 @@ export interface AppDependencies {
   store: ObjectStore;
   corsOrigins: string[];
   logger: FastifyServerOptions['logger'];
+  /** Per-user limits; the presign rate limit is enforced by the route (src/http/routes/presign.ts). */
+  limits: LimitsConfig;
 }
 
 /** JSON bodies of the API are small; anything larger is refused before parsing. */
@@ -69,7 +73,16 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     },
   });
 
-  await app.register(presignRoutes, { apiKeys: deps.apiKeys, uploads: deps.uploads });
+  // No global limit: only routes that set `config.rateLimit` are limited (the presign route, per user).
+  // The store is the plugin's in-memory one; a cluster passes its `redis` option to share counters.
+  // No x-ratelimit-* headers on answers within the limit: they cost a measurable part of a
+  // presign (docs/performance.md). A refusal carries them, and Retry-After.
+  await app.register(rateLimit, {
+    global: false,
+    cache: 10_000,
+    addHeadersOnExceeding: { 'x-ratelimit-limit': false, 'x-ratelimit-remaining': false, 'x-ratelimit-reset': false },
+  });
+  await app.register(presignRoutes, { apiKeys: deps.apiKeys, uploads: deps.uploads, presignsPerMinute: deps.limits.presignsPerMinute });
   methodNotAllowed(app, '/api/s3/presign-upload', ['POST']);
   await app.register(uploadStatusRoutes, { apiKeys: deps.apiKeys, verifier: deps.verifier });
   methodNotAllowed(app, '/api/uploads/status', ['GET']);

@@ -11,7 +11,7 @@ export interface ErrorBody {
 }
 
 export function sendError(reply: FastifyReply, error: ApiError): FastifyReply {
-  if (error.code === 'rate_limited') reply.header('retry-after', '1');
+  if (error.code === 'rate_limited') reply.header('retry-after', String(error.retryAfterSeconds ?? 1));
   return reply.code(error.status).type('application/json; charset=utf-8').send({ error: error.code, message: error.message } satisfies ErrorBody);
 }
 

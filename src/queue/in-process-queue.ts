@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import type { JobHandler, JobQueue } from './job-queue.js';
 
@@ -22,6 +23,8 @@ export class InProcessQueue implements JobQueue {
   private pumping: Promise<void> | null = null;
   private pumpAgain = false;
   private stopped = false;
+  /** Milliseconds of the last `started_at` this process wrote (see startTime). */
+  private lastStart = 0;
 
   constructor(
     private readonly db: Db,
@@ -90,27 +93,39 @@ export class InProcessQueue implements JobQueue {
     }
   }
 
+  /**
+   * Claims the next job, fairly: from the user served least recently (the
+   * latest `started_at` among their generations; never-served users first,
+   * then the user whose oldest queued job is oldest), that user's oldest
+   * queued job. So one user's backlog waits behind every other user's next
+   * job instead of in front of it. Choosing is one SELECT (`nextJobQuery`,
+   * index ranges only: see the plan in test/queue/fair-queue.test.ts); the
+   * claim is still one conditional UPDATE, so two processes never run one job.
+   */
   private async claimNext(): Promise<string | undefined> {
     for (;;) {
-      const next = await this.db
-        .selectFrom('generations')
-        .select('id')
-        .where('status', '=', 'generating')
-        .where('started_at', 'is', null)
-        .orderBy('created_at')
-        .orderBy('id')
-        .limit(1)
-        .executeTakeFirst();
+      const next = await nextJobQuery(this.db).executeTakeFirst();
       if (!next) return undefined;
       const claimed = await this.db
         .updateTable('generations')
-        .set((eb) => ({ started_at: new Date().toISOString(), attempts: eb('attempts', '+', 1) }))
+        .set((eb) => ({ started_at: this.startTime(), attempts: eb('attempts', '+', 1) }))
         .where('id', '=', next.id)
         .where('status', '=', 'generating')
         .where('started_at', 'is', null)
         .executeTakeFirst();
       if (claimed.numUpdatedRows > 0n) return next.id;
     }
+  }
+
+  /**
+   * The claim's `started_at`: now, but strictly after this process's previous
+   * claim, so that two users served in the same millisecond are still told
+   * apart by the fair order (a tie would fall back to queue age and could
+   * serve one user twice in a row).
+   */
+  private startTime(): string {
+    this.lastStart = Math.max(Date.now(), this.lastStart + 1);
+    return new Date(this.lastStart).toISOString();
   }
 
   private launch(id: string): void {
@@ -129,4 +144,45 @@ export class InProcessQueue implements JobQueue {
       });
     this.running.set(id, { controller, done });
   }
+}
+
+/**
+ * The job the fair queue runs next. The inner query groups the queued jobs by
+ * user (index `generations_queue`: status, started_at, user_id, created_at),
+ * looks up each user's latest start (index `generations_user_started`, a max
+ * probe) and keeps the least recently served user; the outer one takes that
+ * user's oldest queued job (`generations_queue` again, in its order). Portable SQL:
+ * `coalesce` puts never-served users first on SQLite and PostgreSQL alike
+ * (ISO timestamps sort after the empty string), and ORDER BY names only
+ * output columns.
+ */
+export function nextJobQuery(db: Db) {
+  const leastRecentlyServed = db
+    .selectFrom('generations as q')
+    .select('q.user_id')
+    .select((eb) => eb.fn.min('q.created_at').as('first_queued'))
+    .select((eb) =>
+      eb.fn
+        .coalesce(
+          eb.selectFrom('generations as s').select((e) => e.fn.max('s.started_at').as('m')).whereRef('s.user_id', '=', 'q.user_id'),
+          sql.lit(''),
+        )
+        .as('last_served'),
+    )
+    .where('q.status', '=', 'generating')
+    .where('q.started_at', 'is', null)
+    .groupBy('q.user_id')
+    .orderBy('last_served')
+    .orderBy('first_queued')
+    .orderBy('q.user_id')
+    .limit(1);
+  return db
+    .selectFrom('generations')
+    .select('id')
+    .where('user_id', '=', db.selectFrom(leastRecentlyServed.as('u')).select('u.user_id'))
+    .where('status', '=', 'generating')
+    .where('started_at', 'is', null)
+    .orderBy('created_at')
+    .orderBy('id')
+    .limit(1);
 }

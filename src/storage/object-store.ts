@@ -16,8 +16,12 @@ export interface ObjectStore {
    */
   presignPut(input: PresignPutInput): Promise<string>;
 
-  /** A URL anyone holding it can GET the object from until it expires. */
-  presignGet(key: string, expiresInSeconds: number): Promise<string>;
+  /**
+   * A URL anyone holding it can GET the object from until it expires. The answer
+   * carries `response`'s Content-Type and Content-Disposition (S3's
+   * `response-content-*` parameters; the disk store sets them itself).
+   */
+  presignGet(key: string, expiresInSeconds: number, response?: DownloadHeaders): Promise<string>;
 
   /** Size and type of a stored object; null when there is none. */
   head(key: string): Promise<ObjectInfo | null>;
@@ -27,6 +31,14 @@ export interface ObjectStore {
    * those bytes cross the wire. Null when the object does not exist.
    */
   getRange(key: string, start: number, end: number): Promise<Buffer | null>;
+
+  /**
+   * The object's bytes, but only while its ETag is still `etag` (S3 `If-Match`;
+   * the disk store compares its own): `changed` when the object was replaced
+   * since, `missing` when it is gone. What a consumer reads this way is exactly
+   * what was verified.
+   */
+  openVerified(key: string, etag: string): Promise<Readable | 'changed' | 'missing'>;
 
   /** Stores a whole object written by the server itself (a rendered video). */
   put(key: string, body: Readable, contentType: string): Promise<void>;
@@ -62,4 +74,11 @@ export interface ObjectInfo {
   etag: string | null;
   /** Hex SHA-256 of the bytes, where the store knows it. */
   sha256: string | null;
+}
+
+/** Headers a download answers with, so a browser never runs or sniffs what it fetched. */
+export interface DownloadHeaders {
+  contentType: string;
+  /** `inline` for the media types the table allows (verified, safe to play), `attachment` for anything else. */
+  contentDisposition: 'inline' | 'attachment';
 }

@@ -2,6 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../config.js';
+import { downloadHeaders } from '../domain/media-types.js';
+import { USER_ID_PATTERN, parseUploadKey } from '../domain/object-keys.js';
 import { DiskStore } from './disk/disk-store.js';
 import type { ObjectStore } from './object-store.js';
 import { bootstrapBucket } from './s3/bucket-bootstrap.js';
@@ -29,7 +31,15 @@ export async function openStore(config: Config, publicUrl: string): Promise<Obje
     }
     return store;
   }
-  const store = new DiskStore({ root: config.dataDir, publicUrl, signingSecret: signingSecret(config) });
+  const store = new DiskStore({
+    root: config.dataDir,
+    publicUrl,
+    signingSecret: signingSecret(config),
+    ownerOf: ownerOfKey,
+    maxUploadsPerOwner: config.limits.concurrentUploadsPerUser,
+    maxUploads: config.limits.concurrentUploads,
+    downloadHeaders: (contentType) => downloadHeaders(contentType ?? ''),
+  });
   await store.init();
   return store;
 }
@@ -45,4 +55,17 @@ function signingSecret(config: Config): string {
     fs.writeFileSync(file, secret, { mode: 0o600, flag: 'wx' });
     return secret;
   }
+}
+
+/**
+ * The user a disk-store key belongs to, for the per-user upload cap: the owner
+ * of an upload key, or of a generation's video (`users/<id>/generations/...`);
+ * null for anything else.
+ */
+function ownerOfKey(key: string): string | null {
+  const upload = parseUploadKey(key);
+  if (upload) return upload.userId;
+  const [root, userId, area] = key.split('/');
+  if (root === 'users' && userId !== undefined && USER_ID_PATTERN.test(userId) && area === 'generations') return userId;
+  return null;
 }

@@ -1,53 +1,36 @@
 import dns from 'node:dns';
 import net from 'node:net';
+import ipaddr from 'ipaddr.js';
+
+/** IPv6 global unicast (RFC 4291): every other IPv6 block is local, special-purpose or unassigned. */
+const GLOBAL_UNICAST_V6 = ipaddr.parseCIDR('2000::/3');
 
 /**
- * Addresses a webhook may never reach unless the operator allows private
- * targets: loopback, private, link-local (cloud metadata), CGNAT, multicast,
- * reserved and unspecified ranges, in IPv4 and IPv6.
+ * Whether a literal IP address is one a webhook must not reach. Only global
+ * unicast passes, IPv4 and IPv6 alike, as ipaddr.js classifies it (its range
+ * table follows the IANA special-purpose registries). An IPv4-mapped IPv6
+ * address (`::ffff:a.b.c.d`, which a dual-stack socket connects to as IPv4) is
+ * judged as its IPv4 address. Every other form that embeds or translates an
+ * IPv4 address (IPv4-compatible `::a.b.c.d`, SIIT `::ffff:0:a.b.c.d`, NAT64
+ * `64:ff9b::/96`, 6to4 `2002::/16`, Teredo `2001::/32`) is refused whatever it
+ * embeds: a webhook never needs one, and each can lead to a private host.
  */
-const BLOCKED = new net.BlockList();
-for (const [prefix, bits] of [
-  ['0.0.0.0', 8],
-  ['10.0.0.0', 8],
-  ['100.64.0.0', 10],
-  ['127.0.0.0', 8],
-  ['169.254.0.0', 16],
-  ['172.16.0.0', 12],
-  ['192.0.0.0', 24],
-  ['192.0.2.0', 24],
-  ['192.168.0.0', 16],
-  ['198.18.0.0', 15],
-  ['198.51.100.0', 24],
-  ['203.0.113.0', 24],
-  ['224.0.0.0', 4],
-  ['240.0.0.0', 4],
-] as const) {
-  BLOCKED.addSubnet(prefix, bits, 'ipv4');
-}
-for (const [prefix, bits] of [
-  ['::', 128],
-  ['::1', 128],
-  ['fc00::', 7],
-  ['fe80::', 10],
-  ['ff00::', 8],
-  ['64:ff9b::', 96],
-  ['2001:db8::', 32],
-] as const) {
-  BLOCKED.addSubnet(prefix, bits, 'ipv6');
-}
-
-/** Whether a literal IP address is one a webhook must not reach. */
 export function isPrivateAddress(address: string): boolean {
   const family = net.isIP(address);
-  if (family === 4) return BLOCKED.check(address, 'ipv4');
-  if (family === 6) {
-    // IPv4-mapped IPv6 (::ffff:127.0.0.1) is the IPv4 address in disguise.
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-    if (mapped) return BLOCKED.check(mapped[1]!, 'ipv4');
-    return BLOCKED.check(address, 'ipv6');
+  if (family === 0) return true;
+  let parsed: ipaddr.IPv4 | ipaddr.IPv6;
+  try {
+    // ipaddr.js reads `::a.b.c.d` as `::ffff:a.b.c.d`; the URL parser's all-hex form keeps them apart.
+    parsed = ipaddr.parse(family === 6 ? new URL(`http://[${address}]/`).hostname.slice(1, -1) : address);
+  } catch {
+    return true;
   }
-  return true;
+  if (parsed.kind() === 'ipv6') {
+    const v6 = parsed as ipaddr.IPv6;
+    if (v6.isIPv4MappedAddress()) parsed = v6.toIPv4Address();
+    else if (!v6.match(GLOBAL_UNICAST_V6)) return true;
+  }
+  return parsed.range() !== 'unicast';
 }
 
 /**

@@ -163,6 +163,8 @@ describe('exit codes', () => {
     [['keys', 'revoke'], 'missing key id'],
     [['keys', 'revoke', 'a', 'b'], 'extra argument'],
     [['users', 'create'], 'missing user id'],
+    [['users', 'show'], 'users show without a user id'],
+    [['users', 'show', 'a', 'b'], 'users show with an extra argument'],
   ])('%j (%s) is a usage error: exit 2, one line on stderr, nothing on stdout', async (args) => {
     const res = await keyframe(args as string[]);
     expect(res.code).toBe(2);
@@ -247,6 +249,39 @@ describe('the CLI and a running server share the data dir', () => {
     const refused = await presign(created.key);
     expect(refused.status).toBe(401);
     expect(await refused.json()).toEqual({ error: 'unauthorized', message: 'Invalid or missing API key' });
+  });
+
+  it('users show prints usage against limits, in text and --json; an unknown user fails with exit 1', async () => {
+    const created = await keyframeJson(['keys', 'create', '--user', 'quinn', '--json']);
+    for (let i = 0; i < 2; i++) expect((await presign(created.key)).status).toBe(200);
+
+    const usage = await keyframeJson(['users', 'show', 'quinn', '--json']);
+    expect(usage).toEqual({
+      user_id: 'quinn',
+      pending_uploads: { used: 2, limit: 100 },
+      stored_bytes: { stored: 0, reserved: 2 * 20 * 1024 * 1024, used: 2 * 20 * 1024 * 1024, limit: 10 * 2 ** 30 },
+      active_generations: { used: 0, limit: 20 },
+      generations_last_hour: { used: 0, limit: 200 },
+      presigns_per_minute: { limit: 600 },
+    });
+
+    const text = await keyframe(['users', 'show', 'quinn']);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain('pending uploads\t2 / 100');
+    expect(text.stdout).toContain(`stored bytes\t${2 * 20 * 1024 * 1024} / ${10 * 2 ** 30}`);
+    expect(text.stdout).toContain('active generations\t0 / 20');
+    expect(text.stdout).toContain('generations, last hour\t0 / 200');
+    expect(text.stdout).toContain('presigns per minute\tlimit 600');
+
+    // The limits shown are the configured ones.
+    const smaller = await keyframe(['users', 'show', 'quinn', '--json'], { KEYFRAME_MAX_PENDING_UPLOADS: '7' });
+    expect(JSON.parse(smaller.stdout).pending_uploads).toEqual({ used: 2, limit: 7 });
+
+    const unknown = await keyframe(['users', 'show', 'nobody-here']);
+    expect(unknown.code).toBe(1);
+    oneLine(unknown.stderr);
+    expect(unknown.stderr).toContain('nobody-here');
+    expect(unknown.stdout).toBe('');
   });
 
   it('a second serve on the same port fails with exit 1 and one line', async () => {

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
-import type { ObjectInfo, ObjectStore, PresignPutInput } from '../../src/storage/object-store.js';
+import type { DownloadHeaders, ObjectInfo, ObjectStore, PresignPutInput } from '../../src/storage/object-store.js';
 
-type Method = 'presignPut' | 'presignGet' | 'head' | 'getRange' | 'put' | 'delete';
+type Method = 'presignPut' | 'presignGet' | 'head' | 'getRange' | 'openVerified' | 'put' | 'delete';
 
 /**
  * A real store seen through a delegate that records every call (method and
@@ -27,9 +27,9 @@ export class CountingStore implements ObjectStore {
     return this.inner.presignPut(input);
   }
 
-  presignGet(key: string, expiresInSeconds: number): Promise<string> {
-    this.calls.push({ method: 'presignGet', args: [key, expiresInSeconds] });
-    return this.inner.presignGet(key, expiresInSeconds);
+  presignGet(key: string, expiresInSeconds: number, response?: DownloadHeaders): Promise<string> {
+    this.calls.push({ method: 'presignGet', args: [key, expiresInSeconds, response] });
+    return this.inner.presignGet(key, expiresInSeconds, response);
   }
 
   head(key: string): Promise<ObjectInfo | null> {
@@ -40,6 +40,11 @@ export class CountingStore implements ObjectStore {
   getRange(key: string, start: number, end: number): Promise<Buffer | null> {
     this.calls.push({ method: 'getRange', args: [key, start, end] });
     return this.inner.getRange(key, start, end);
+  }
+
+  openVerified(key: string, etag: string): Promise<Readable | 'changed' | 'missing'> {
+    this.calls.push({ method: 'openVerified', args: [key, etag] });
+    return this.inner.openVerified(key, etag);
   }
 
   put(key: string, body: Readable, contentType: string): Promise<void> {

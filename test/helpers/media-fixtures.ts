@@ -32,6 +32,52 @@ export const GENUINE: readonly GenuineFixture[] = [
   { file: 'sample.flac', contentType: 'audio/flac', sniffedAs: 'audio/flac' },
 ];
 
+/** Genuine files whose headers lie beyond the first 64 KiB: each must verify, with the media recorded. */
+export const GENUINE_DEEP: readonly (GenuineFixture & { why: string })[] = [
+  { file: 'large-exif.jpg', contentType: 'image/jpeg', sniffedAs: 'image/jpeg', why: 'XMP markup, then an EXIF segment pushing the SOF past 64 KiB' },
+  { file: 'large-id3.mp3', contentType: 'audio/mpeg', sniffedAs: 'audio/mpeg', why: 'two ID3 tags in a row, the first padded past 64 KiB' },
+];
+
+/** What verification learns from each genuine file (ffprobe's codec names). */
+export const GENUINE_MEDIA: Readonly<Record<string, { width: number | null; height: number | null; video_codec: string | null; audio_codec: string | null; duration: boolean }>> = {
+  'sample.png': { width: 16, height: 16, video_codec: 'png', audio_codec: null, duration: false },
+  'sample.jpg': { width: 16, height: 16, video_codec: 'mjpeg', audio_codec: null, duration: false },
+  'large-exif.jpg': { width: 16, height: 16, video_codec: 'mjpeg', audio_codec: null, duration: false },
+  'sample.webp': { width: 16, height: 16, video_codec: 'webp', audio_codec: null, duration: false },
+  'sample.gif': { width: 16, height: 16, video_codec: 'gif', audio_codec: null, duration: false },
+  'sample.mp4': { width: 32, height: 32, video_codec: 'h264', audio_codec: null, duration: true },
+  'sample.mov': { width: 32, height: 32, video_codec: 'h264', audio_codec: null, duration: true },
+  'sample.webm': { width: 32, height: 32, video_codec: 'vp8', audio_codec: null, duration: true },
+  'sample.mp3': { width: null, height: null, video_codec: null, audio_codec: 'mp3', duration: true },
+  'large-id3.mp3': { width: null, height: null, video_codec: null, audio_codec: 'mp3', duration: true },
+  'sample.wav': { width: null, height: null, video_codec: null, audio_codec: 'pcm_u8', duration: true },
+  'sample.m4a': { width: null, height: null, video_codec: null, audio_codec: 'aac', duration: true },
+  'sample.aac': { width: null, height: null, video_codec: null, audio_codec: 'aac', duration: true },
+  'sample.ogg': { width: null, height: null, video_codec: null, audio_codec: 'vorbis', duration: true },
+  'sample.weba': { width: null, height: null, video_codec: null, audio_codec: 'opus', duration: true },
+  'sample.flac': { width: null, height: null, video_codec: null, audio_codec: 'flac', duration: true },
+};
+
+export interface HostileFixture {
+  file: string;
+  /** The type it is declared as. */
+  contentType: string;
+  /** The rejection reason must match: it names what was wrong. */
+  reason: RegExp;
+}
+
+/** The containers in disguise of issue 16 (test/fixtures/media/README.md): each must be rejected. */
+export const HOSTILE_MEDIA: readonly HostileFixture[] = [
+  { file: 'id3-hls.mp3', contentType: 'audio/mpeg', reason: /HLS\/M3U playlist \(#EXTM3U\) at byte 70010/ },
+  { file: 'id3-html-png.png', contentType: 'image/png', reason: /an ID3 tag precedes the image\/png data/ },
+  { file: 'id3-truncated.png', contentType: 'image/png', reason: /an ID3 tag precedes the image\/png data/ },
+  { file: 'id3-truncated.mp4', contentType: 'video/mp4', reason: /an ID3 tag precedes the video\/mp4 data/ },
+  { file: 'gif-html.gif', contentType: 'image/gif', reason: /HTML markup \(<html>\) at byte 6: an HTML polyglot/ },
+  { file: 'garbage.png', contentType: 'image/png', reason: /the image data could not be decoded/ },
+  { file: 'huge-dimensions.png', contentType: 'image/png', reason: /8000×8000 pixels \(64 MP\), over the limit of 40 MP/ },
+  { file: 'polyglot-gif-js.gif', contentType: 'image/gif', reason: /10799×16 pixels, over the limit of 8192 pixels a side/ },
+];
+
 export const readFixture = (file: string): Buffer => readFileSync(path.join(MEDIA_DIR, file));
 
 /** Presigns an upload for `key`'s user over the API and PUTs `bytes` to its URL, as a client would. */

@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -7,10 +7,16 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitForGeneration } from '../helpers/generations.js';
 import { presignAndPut, readFixture } from '../helpers/media-fixtures.js';
+import { removeBucket, rgwForTests, s3ServerEnv, uniqueBucketName } from '../helpers/rgw.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
-/** What the test's model worker does with a job: `complete` really downloads and uploads. */
-type Behaviour = 'complete' | 'fail' | 'claim-without-upload' | 'upload-html' | 'never-answer' | 'forge-signature';
+/**
+ * What the test's model worker does with a job: `complete` really downloads and uploads;
+ * `complete-twice` sends its signed callback twice at once; `swap-then-complete` first runs
+ * the test's `beforeDownload` (a replay of an upload URL), then works as `complete`.
+ */
+type Behaviour = 'complete' | 'fail' | 'claim-without-upload' | 'upload-html' | 'never-answer' | 'forge-signature' | 'complete-twice' | 'swap-then-complete';
+const BEHAVIOURS: Behaviour[] = ['complete', 'fail', 'claim-without-upload', 'upload-html', 'never-answer', 'forge-signature', 'complete-twice', 'swap-then-complete'];
 
 interface WorkerJob {
   id: string;
@@ -30,7 +36,14 @@ interface WorkerJob {
 class ModelWorker {
   readonly jobs: WorkerJob[] = [];
   readonly downloads: Buffer[] = [];
+  /** Per job: each reference as downloaded, with the answer's type and disposition. */
+  readonly downloadsOf = new Map<string, { bytes: Buffer; contentType: string | null; disposition: string | null }[]>();
   readonly callbackAnswers: number[] = [];
+  /** Per job: the answers to its callbacks, and the last signed callback sent (to replay). */
+  readonly callbackAnswersOf = new Map<string, number[]>();
+  readonly signedCallbackOf = new Map<string, { payload: string; signature: string }>();
+  /** Run by `swap-then-complete` before it downloads anything. */
+  beforeDownload: ((job: WorkerJob) => Promise<void>) | null = null;
   private readonly server = http.createServer((req, res) => this.handle(req, res));
 
   /** Listens (once) and returns the worker's base URL. */
@@ -59,20 +72,28 @@ class ModelWorker {
 
   private async work(behaviour: Behaviour, job: WorkerJob): Promise<void> {
     if (behaviour === 'never-answer') return;
+    if (behaviour === 'swap-then-complete') await this.beforeDownload?.(job);
+    const downloaded: { bytes: Buffer; contentType: string | null; disposition: string | null }[] = [];
+    this.downloadsOf.set(job.id, downloaded);
     for (const ref of job.references) {
       const res = await fetch(ref.url);
-      this.downloads.push(Buffer.from(await res.arrayBuffer()));
+      const bytes = Buffer.from(await res.arrayBuffer());
+      this.downloads.push(bytes);
+      downloaded.push({ bytes, contentType: res.headers.get('content-type'), disposition: res.headers.get('content-disposition') });
     }
-    if (behaviour === 'complete' || behaviour === 'upload-html') {
-      const bytes = behaviour === 'complete' ? readFixture('sample.mp4') : readFixture('page.html');
+    if (behaviour === 'complete' || behaviour === 'upload-html' || behaviour === 'complete-twice' || behaviour === 'swap-then-complete') {
+      const bytes = behaviour === 'upload-html' ? readFixture('page.html') : readFixture('sample.mp4');
       const put = await fetch(job.output.uploadUrl, { method: 'PUT', headers: { 'content-type': job.output.contentType }, body: new Uint8Array(bytes) });
       if (put.status !== 200) throw new Error(`result upload refused: ${put.status}`);
     }
     const payload = JSON.stringify(behaviour === 'fail' ? { status: 'failed', error: 'the model ran out of GPU memory' } : { status: 'completed' });
     const secret = behaviour === 'forge-signature' ? 'not-the-job-secret' : job.callbackSecret;
     const signature = `sha256=${createHmac('sha256', secret).update(payload).digest('hex')}`;
-    const answer = await fetch(job.callbackUrl, { method: 'POST', headers: { 'content-type': 'application/json', 'x-keyframe-signature': signature }, body: payload });
-    this.callbackAnswers.push(answer.status);
+    this.signedCallbackOf.set(job.id, { payload, signature });
+    const call = () => fetch(job.callbackUrl, { method: 'POST', headers: { 'content-type': 'application/json', 'x-keyframe-signature': signature }, body: payload }).then((r) => r.status);
+    const answers = behaviour === 'complete-twice' ? await Promise.all([call(), call()]) : [await call()];
+    this.callbackAnswers.push(...answers);
+    this.callbackAnswersOf.set(job.id, answers);
   }
 }
 
@@ -97,9 +118,8 @@ function httpModel(workerUrl: string, behaviour: Behaviour) {
 
 async function startWithWorkerModels(extraEnv: Record<string, string> = {}): Promise<TestServer> {
   const workerUrl = await worker.start();
-  const behaviours: Behaviour[] = ['complete', 'fail', 'claim-without-upload', 'upload-html', 'never-answer', 'forge-signature'];
-  const models = Object.fromEntries(behaviours.map((b) => [`worker-${b}`, httpModel(workerUrl, b)]));
-  const file = path.join(scratch, `models-${Object.keys(extraEnv).length}.json`);
+  const models = Object.fromEntries(BEHAVIOURS.map((b) => [`worker-${b}`, httpModel(workerUrl, b)]));
+  const file = path.join(scratch, `models-${randomUUID()}.json`);
   await writeFile(file, JSON.stringify({ models }));
   return startTestServer({ KEYFRAME_MODELS_FILE: file, KEYFRAME_GENERATION_CONCURRENCY: '4', ...extraEnv });
 }
@@ -116,8 +136,8 @@ afterAll(async () => {
   if (scratch) await rm(scratch, { recursive: true, force: true });
 });
 
-async function generate(behaviour: Behaviour, target: TestServer = server, apiKey = key): Promise<{ id: string; final: any }> {
-  const png = await presignAndPut(target, apiKey, 'image/png', readFixture('sample.png'));
+async function generate(behaviour: Behaviour, target: TestServer = server, apiKey = key, upload?: { s3_key: string }): Promise<{ id: string; final: any }> {
+  const png = upload ?? (await presignAndPut(target, apiKey, 'image/png', readFixture('sample.png')));
   const created = await target.api('POST', '/api/generations', { key: apiKey, body: { prompt: `job ${behaviour}`, modelName: `worker-${behaviour}`, startFrameKey: png.s3_key } });
   expect(created.status).toBe(200);
   const id = created.body.generations[0].generation_id as string;
@@ -195,3 +215,89 @@ describe('time limit', () => {
     }
   });
 });
+
+/** The object key a presigned URL of `target`'s store points at (path-style: /<bucket>/<key>). */
+const keyOfUrl = (url: string) => new URL(url).pathname.split('/').slice(2).map(decodeURIComponent).join('/');
+
+const rgw = await rgwForTests('http runner');
+const stores = [
+  { name: 'disk store', env: (): Record<string, string> => ({}), skip: false },
+  { name: 'Ceph RGW', env: (bucket: string) => s3ServerEnv(rgw, bucket), skip: rgw.skip },
+] as const;
+
+for (const storage of stores) {
+  describe.skipIf(storage.skip)(`http runner: nothing a worker is handed can be swapped or replayed (${storage.name})`, () => {
+    let target: TestServer;
+    let bucket: string;
+    let apiKey: string;
+
+    beforeAll(async () => {
+      bucket = uniqueBucketName('httprunner');
+      target = await startWithWorkerModels(storage.env(bucket));
+      apiKey = (await target.createKey('frank')).key;
+    });
+    afterAll(async () => {
+      await target?.stop();
+      if (storage.name === 'Ceph RGW') await removeBucket(rgw, bucket).catch(() => {});
+    });
+
+    it('a replay of the output PUT URL after completion does not change the completed video (item 7)', async () => {
+      const { id, final } = await generate('complete', target, apiKey);
+      expect(final.status).toBe('completed');
+      const job = worker.jobs.find((j) => j.id === id)!;
+      const replay = await fetch(job.output.uploadUrl, { method: 'PUT', headers: { 'content-type': 'video/mp4' }, body: new Uint8Array(readFixture('page.html')) });
+      await replay.arrayBuffer();
+      // S3 takes the replay (into the staging key, which nothing serves); the disk store refuses a key written once.
+      if (storage.name === 'disk store') expect(replay.status).toBe(403);
+
+      const again = await target.api('GET', `/api/generations/${id}`, { key: apiKey });
+      for (const url of [final.video_url, again.body.video_url]) {
+        const video = await fetch(url);
+        expect(video.status).toBe(200);
+        expect(video.headers.get('content-type')).toBe('video/mp4');
+        expect(Buffer.from(await video.arrayBuffer()).equals(readFixture('sample.mp4'))).toBe(true);
+      }
+      expect(new URL(again.body.video_url).searchParams.get('response-content-type') ?? 'video/mp4').toBe('video/mp4');
+
+      // The worker wrote a staging key of this run only; the references' copies are gone with the run.
+      expect(keyOfUrl(job.output.uploadUrl)).toMatch(new RegExp(`^users/frank/generations/${id}/run-[A-Za-z0-9_-]+/output\\.mp4$`));
+      for (const ref of job.references) {
+        expect(keyOfUrl(ref.url)).toMatch(new RegExp(`^users/frank/generations/${id}/run-[A-Za-z0-9_-]+/ref-0\\.png$`));
+        expect(await target.store.head(keyOfUrl(ref.url))).toBeNull();
+      }
+    });
+
+    it('the callback secret is single-use: a second callback, at once or later, gets the unknown-job answer', async () => {
+      const { id, final } = await generate('complete-twice', target, apiKey);
+      expect(final.status).toBe('completed');
+      expect([...worker.callbackAnswersOf.get(id)!].sort()).toEqual([204, 404]);
+      const job = worker.jobs.find((j) => j.id === id)!;
+      const { payload, signature } = worker.signedCallbackOf.get(id)!;
+      const replay = await fetch(job.callbackUrl, { method: 'POST', headers: { 'content-type': 'application/json', 'x-keyframe-signature': signature }, body: payload });
+      expect(replay.status).toBe(404);
+      expect((await replay.json()).error).toBe('not_found');
+      expect((await target.api('GET', `/api/generations/${id}`, { key: apiKey })).body.status).toBe('completed');
+    });
+
+    it('swap (finding 4a): a second PUT of a reference upload URL after the job was handed out never reaches the worker', async () => {
+      const png = await presignAndPut(target, apiKey, 'image/png', readFixture('sample.png'));
+      const other = readFixture('truncated.png');
+      let replay = 0;
+      worker.beforeDownload = async () => {
+        const res = await fetch(png.upload_url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: new Uint8Array(other) });
+        await res.arrayBuffer();
+        replay = res.status;
+      };
+      try {
+        const { id, final } = await generate('swap-then-complete', target, apiKey, png);
+        expect(final.status).toBe('completed');
+        if (storage.name === 'Ceph RGW') expect(replay).toBe(200);
+        else expect([403, 409]).toContain(replay);
+        // What the worker read is the verified bytes, served as the verified type, never the replayed ones.
+        expect(worker.downloadsOf.get(id)).toEqual([{ bytes: readFixture('sample.png'), contentType: 'image/png', disposition: expect.stringMatching(/^inline/) }]);
+      } finally {
+        worker.beforeDownload = null;
+      }
+    });
+  });
+}

@@ -3,7 +3,7 @@ import SQLite from 'better-sqlite3';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchedInsert } from '../../src/db/batched-insert.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { QUOTAS_LIFTED, startTestServer, type TestServer } from '../helpers/server.js';
 
 /**
  * Upload records of concurrent presigns are written in shared transactions
@@ -21,7 +21,7 @@ let key: string;
 let reader: SQLite.Database;
 
 beforeAll(async () => {
-  server = await startTestServer();
+  server = await startTestServer(QUOTAS_LIFTED);
   key = (await server.createKey('batcher')).key;
   reader = new SQLite(path.join(server.dataDir, 'keyframe.sqlite'), { readonly: true });
 });

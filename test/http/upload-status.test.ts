@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_BYTES } from '../../src/domain/media-types.js';
-import { GENUINE, presignAndPut, readFixture } from '../helpers/media-fixtures.js';
+import { GENUINE, GENUINE_DEEP, GENUINE_MEDIA, HOSTILE_MEDIA, presignAndPut, readFixture } from '../helpers/media-fixtures.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 let server: TestServer;
@@ -24,7 +24,7 @@ describe('GET /api/uploads/status', () => {
     const { s3_key, upload_url } = await presignAndPut(server, alice, 'image/png', null);
     const pending = await statusOf(s3_key);
     expect(pending.status).toBe(200);
-    expect(pending.body).toEqual({ s3_key, state: 'pending', content_type: 'image/png', size: null, max_bytes: MAX_BYTES.image, sniffed_type: null });
+    expect(pending.body).toEqual({ s3_key, state: 'pending', content_type: 'image/png', size: null, max_bytes: MAX_BYTES.image, sniffed_type: null, media: null });
 
     const bytes = readFixture('sample.png');
     const put = await fetch(upload_url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: new Uint8Array(bytes) });
@@ -34,16 +34,27 @@ describe('GET /api/uploads/status', () => {
 
     const verified = await statusOf(s3_key);
     expect(verified.status).toBe(200);
-    expect(verified.body).toEqual({ s3_key, state: 'verified', content_type: 'image/png', size: bytes.length, max_bytes: MAX_BYTES.image, sniffed_type: 'image/png' });
+    expect(verified.body).toEqual({
+      s3_key,
+      state: 'verified',
+      content_type: 'image/png',
+      size: bytes.length,
+      max_bytes: MAX_BYTES.image,
+      sniffed_type: 'image/png',
+      media: { width: 16, height: 16, duration_seconds: null, video_codec: 'png', audio_codec: null },
+    });
     // Remembered: asking again gives the same answer.
     expect((await statusOf(s3_key)).body).toEqual(verified.body);
   });
 
-  it.each(GENUINE)('verifies the genuine $file declared as $contentType', async ({ file, contentType }) => {
+  it.each([...GENUINE, ...GENUINE_DEEP])('verifies the genuine $file declared as $contentType, answering its media', async ({ file, contentType }) => {
     const { s3_key } = await presignAndPut(server, alice, contentType, readFixture(file));
     const res = await statusOf(s3_key);
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ state: 'verified', size: readFixture(file).length });
+    const { duration, ...media } = GENUINE_MEDIA[file]!;
+    expect(res.body).toMatchObject({ state: 'verified', size: readFixture(file).length, media });
+    expect(Object.keys(res.body.media).sort()).toEqual(['audio_codec', 'duration_seconds', 'height', 'video_codec', 'width']);
+    expect(res.body.media.duration_seconds === null).toBe(!duration);
   });
 
   it.each([
@@ -56,11 +67,12 @@ describe('GET /api/uploads/status', () => {
     ['empty.bin', 'image/png', /empty/],
     ['truncated.png', 'image/png', /incomplete/],
     ['truncated.mp4', 'video/mp4', /incomplete/],
-  ])('rejects %s declared as %s with a reason, and deletes the object', async (file, contentType, reason) => {
+    ...HOSTILE_MEDIA.map((h): [string, string, RegExp] => [h.file, h.contentType, h.reason]),
+  ] as [string, string, RegExp][])('rejects %s declared as %s with a reason, and deletes the object', async (file, contentType, reason) => {
     const { s3_key } = await presignAndPut(server, alice, contentType, readFixture(file));
     const res = await statusOf(s3_key);
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ s3_key, state: 'rejected', content_type: contentType });
+    expect(res.body).toMatchObject({ s3_key, state: 'rejected', content_type: contentType, media: null });
     expect(res.body.reason).toMatch(reason);
     expect(await server.store.head(s3_key)).toBeNull();
     // The object cannot be fetched any more, even with a valid download URL.

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALLOWED_CONTENT_TYPES } from '../../src/domain/media-types.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { QUOTAS_LIFTED, startTestServer, type TestServer } from '../helpers/server.js';
 import { expectEnvelope4xx, expectS3Refusal, leaks } from './support/checks.js';
 import { rawRequest, requestHead } from './support/raw-http.js';
 
@@ -19,7 +19,7 @@ let scopelessKey: string;
 const jsonRoutes: { method: string; path: string; bearer?: false }[] = [{ method: 'POST', path: '/api/s3/presign-upload' }];
 
 beforeAll(async () => {
-  server = await startTestServer();
+  server = await startTestServer(QUOTAS_LIFTED);
   port = Number(new URL(server.url).port);
   key = (await server.createKey('alice')).key;
   scopelessKey = (await server.createKey('bob', ['other:read'])).key;

@@ -15,12 +15,13 @@ import { rawRequest, requestHead } from './support/raw-http.js';
 let server: TestServer;
 let port: number;
 let key: string;
+let bobKey: string;
 
 beforeAll(async () => {
   server = await startTestServer();
   port = Number(new URL(server.url).port);
   key = (await server.createKey('alice')).key;
-  await server.createKey('bob');
+  bobKey = (await server.createKey('bob')).key;
 });
 
 afterAll(async () => {
@@ -33,8 +34,8 @@ interface Presigned {
   max_bytes: number;
 }
 
-async function presign(contentType = 'image/png', extra: Record<string, unknown> = {}): Promise<Presigned> {
-  const res = await server.api('POST', '/api/s3/presign-upload', { key, body: { kind: 'upload', contentType, ...extra } });
+async function presign(contentType = 'image/png', extra: Record<string, unknown> = {}, apiKey = key): Promise<Presigned> {
+  const res = await server.api('POST', '/api/s3/presign-upload', { key: apiKey, body: { kind: 'upload', contentType, ...extra } });
   expect(res.status).toBe(200);
   return res.body as Presigned;
 }
@@ -154,7 +155,7 @@ describe('hostile uploads', () => {
     }
   });
 
-  it('a valid upload lands once, and a replay replaces it with the new bytes and says so', async () => {
+  it('a valid upload lands once; a replay with other bytes is refused, one with the same bytes succeeds', async () => {
     const p = await presign();
     const first = await put(p.upload_url, PNG);
     expect(first.status).toBe(200);
@@ -162,22 +163,24 @@ describe('hostile uploads', () => {
     expect(firstRow.state).toBe('uploaded');
     expect(firstRow.sha256).toBe(createHash('sha256').update(PNG).digest('hex'));
 
-    // Replay with other bytes: the URL is still valid, as S3's are; the record follows the bytes.
+    // Replay with other bytes: the URL is still valid, but the store writes each key once.
     const other = Buffer.concat([PNG.subarray(0, 16), Buffer.alloc(3000, 9)]);
     const replay = await put(p.upload_url, other);
-    expect(replay.status).toBe(200);
-    const row = await record(p.s3_key);
-    expect(row.state).toBe('uploaded');
-    expect(Number(row.size)).toBe(other.length);
-    expect(row.sha256).toBe(createHash('sha256').update(other).digest('hex'));
-    expect(row.verified_at).toBeNull();
-    expect((await readFile(path.join(server.dataDir, 'objects', p.s3_key))).equals(other)).toBe(true);
+    expect(expectS3Refusal(replay.status, replay.body, 'replay with other bytes')).toBe('AccessDenied');
+    expect(await record(p.s3_key)).toEqual(firstRow);
+    expect((await readFile(path.join(server.dataDir, 'objects', p.s3_key))).equals(PNG)).toBe(true);
 
     // A replay that fails (too large) leaves the stored object and its record as they were.
     const tooBig = await put(p.upload_url, Buffer.alloc(p.max_bytes + 1, 1));
     expect(expectS3Refusal(tooBig.status, tooBig.body, 'replay over the limit')).toBe('EntityTooLarge');
-    expect((await readFile(path.join(server.dataDir, 'objects', p.s3_key))).equals(other)).toBe(true);
-    expect((await record(p.s3_key)).sha256).toBe(row.sha256);
+    expect((await readFile(path.join(server.dataDir, 'objects', p.s3_key))).equals(PNG)).toBe(true);
+    expect(await record(p.s3_key)).toEqual(firstRow);
+
+    // The same bytes again (a client whose first answer was lost): 200, the same ETag, nothing changes.
+    const retry = await put(p.upload_url, PNG);
+    expect(retry.status).toBe(200);
+    expect(retry.headers.etag).toBe(first.headers.etag);
+    expect(await record(p.s3_key)).toEqual(firstRow);
     expect(await eventually(async () => (await filesUnder(path.join(server.dataDir, 'tmp'))).length === 0)).toBe(true);
     await expectStoreMatchesRecords();
   });
@@ -193,8 +196,9 @@ describe('hostile uploads', () => {
       }),
     );
     await new Promise((r) => setTimeout(r, 500));
-    // Meanwhile a normal client presigns and uploads.
-    const p = await presign();
+    // Meanwhile another user's client presigns and uploads (alice's own are capped at
+    // KEYFRAME_MAX_UPLOADS_PER_USER concurrent PUTs: her trickles past 8 are refused with 503).
+    const p = await presign('image/png', {}, bobKey);
     const ok = await put(p.upload_url, PNG);
     expect(ok.status).toBe(200);
     await Promise.all(trickles);
@@ -282,9 +286,11 @@ describe('hostile uploads', () => {
     const a = Buffer.concat([PNG, Buffer.alloc(200_000, 1)]);
     const b = Buffer.concat([PNG, Buffer.alloc(300_000, 2)]);
     const [ra, rb] = await Promise.all([put(p.upload_url, a), put(p.upload_url, b)]);
-    expect([ra.status, rb.status]).toEqual([200, 200]);
+    // One writer per key, written once: one wins, the other is refused (409 while the first writes, 403 after).
+    expect([ra.status, rb.status].filter((s) => s === 200)).toHaveLength(1);
+    for (const r of [ra, rb]) if (r.status !== 200) expect(['OperationAborted', 'AccessDenied']).toContain(expectS3Refusal(r.status, r.body, 'the losing PUT'));
     const stored = await readFile(path.join(server.dataDir, 'objects', p.s3_key));
-    expect([a.length, b.length]).toContain(stored.length);
+    expect(stored.equals(ra.status === 200 ? a : b)).toBe(true);
     await expectStoreMatchesRecords();
   });
 });

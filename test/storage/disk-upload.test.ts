@@ -7,6 +7,7 @@ import http, { type IncomingHttpHeaders } from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Db } from '../../src/db/database.js';
 import { ApiKeys } from '../../src/domain/api-keys.js';
@@ -14,6 +15,7 @@ import { DiskStore } from '../../src/storage/disk/disk-store.js';
 import { SigV4Signer } from '../../src/storage/sigv4.js';
 import { ensureBuilt, ROOT } from '../helpers/build.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { rawRequest as rawSocketRequest, requestHead } from '../reliability/support/raw-http.js';
 
 const SECRET = 'disk-upload-test-signing-secret-0123456789';
 const ALLOWED_ORIGIN = 'http://app.example';
@@ -233,18 +235,120 @@ describe('a successful upload', () => {
     expectS3Error({ status: missing.status, headers: missing.headers, body: await missing.text() }, 404, ['NoSuchKey']);
   });
 
-  it('replaying the same URL after success replaces the object and marks the record uploaded again', async () => {
+  it('a retry with the same bytes (an answer lost) gets 200 and the same ETag; a verified record stays verified', async () => {
+    const p = await presign('image/png');
+    const first = png(10_000);
+    const put1 = await fetch(p.upload_url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: first });
+    expect(put1.status).toBe(200);
+    const verifiedAt = new Date().toISOString();
+    await server.db.updateTable('uploads').set({ state: 'verified', verified_at: verifiedAt, etag: put1.headers.get('etag') }).where('s3_key', '=', p.s3_key).execute();
+    const metaBefore = readFileSync(metaFile(server.dataDir, p.s3_key), 'utf8');
+
+    const put2 = await fetch(p.upload_url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: first });
+    expect(put2.status).toBe(200);
+    expect(put2.headers.get('etag')).toBe(put1.headers.get('etag'));
+    expect((await readFile(objectFile(server.dataDir, p.s3_key))).equals(first)).toBe(true);
+    expect(readFileSync(metaFile(server.dataDir, p.s3_key), 'utf8')).toBe(metaBefore);
+    expect(tmpFiles(server.dataDir)).toEqual([]);
+    expect(await stateOf(p.s3_key)).toMatchObject({ state: 'verified', verified_at: verifiedAt, size: first.length, sha256: sha256(first) });
+  });
+
+  it('other bytes through a used URL: 403 AccessDenied; object, meta and record unchanged', async () => {
     const p = await presign('image/png');
     const first = png(10_000);
     expect((await fetch(p.upload_url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: first })).status).toBe(200);
-    await server.db.updateTable('uploads').set({ state: 'verified', verified_at: new Date().toISOString() }).where('s3_key', '=', p.s3_key).execute();
+    const metaBefore = readFileSync(metaFile(server.dataDir, p.s3_key), 'utf8');
+    const rowBefore = await stateOf(p.s3_key);
 
-    const second = png(20_000);
-    const res = await fetch(p.upload_url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: second });
+    // Same length other bytes, longer, shorter (with a length, and chunked), an empty body.
+    const variants: [string, Buffer, boolean][] = [
+      ['same length', png(10_000), true],
+      ['longer', png(20_000), true],
+      ['shorter', first.subarray(0, 5000), true],
+      ['a prefix, chunked', first.subarray(0, 5000), false],
+      ['longer, chunked', Buffer.concat([first, Buffer.from('x')]), false],
+      ['empty', Buffer.alloc(0), true],
+    ];
+    for (const [label, bytes, withLength] of variants) {
+      const res = await rawRequest(server.url, {
+        method: 'PUT',
+        path: pathAndQuery(p.upload_url),
+        headers: withLength ? { 'content-type': 'image/png', 'content-length': bytes.length } : { 'content-type': 'image/png' },
+        body: withLength ? bytes : async function* () {
+          yield bytes;
+        },
+      });
+      expectS3Error(res, 403, ['AccessDenied']);
+      expect(res.body.toString(), label).toMatch(/already used; the stored object cannot be replaced/);
+    }
+    expect((await readFile(objectFile(server.dataDir, p.s3_key))).equals(first)).toBe(true);
+    expect(readFileSync(metaFile(server.dataDir, p.s3_key), 'utf8')).toBe(metaBefore);
+    expect(tmpFiles(server.dataDir)).toEqual([]);
+    expect(await stateOf(p.s3_key)).toEqual(rowBefore);
+  });
+
+  it('a key the server deleted keeps a tombstone: its URL cannot write it again, not even with the same bytes', async () => {
+    const p = await presign('image/png');
+    const bytes = png(5000);
+    expect((await fetch(p.upload_url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: bytes })).status).toBe(200);
+    await server.store.delete(p.s3_key);
+    expect(existsSync(objectFile(server.dataDir, p.s3_key))).toBe(false);
+    for (const body of [bytes, png(6000)]) {
+      const res = await fetch(p.upload_url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body });
+      expectS3Error({ status: res.status, headers: res.headers, body: await res.text() }, 403, ['AccessDenied']);
+    }
+    expect(existsSync(objectFile(server.dataDir, p.s3_key))).toBe(false);
+    expect(await server.store.head(p.s3_key)).toBeNull();
+    expect(tmpFiles(server.dataDir)).toEqual([]);
+  });
+
+  it('put (objects the server writes) is write-once too', async () => {
+    const k = `users/alice/generations/gen_writeonce${randomBytes(4).toString('hex')}.mp4`;
+    const bytes = randomBytes(3000);
+    await server.store.put(k, Readable.from([bytes]), 'video/mp4');
+    await server.store.put(k, Readable.from([bytes.subarray(0, 1000), bytes.subarray(1000)]), 'video/mp4');
+    await expect(server.store.put(k, Readable.from([randomBytes(3000)]), 'video/mp4')).rejects.toMatchObject({ status: 403, s3Code: 'AccessDenied' });
+    expect((await readFile(objectFile(server.dataDir, k))).equals(bytes)).toBe(true);
+    expect(tmpFiles(server.dataDir)).toEqual([]);
+  });
+
+  it('GETs say nosniff and a Content-Disposition (inline for a media type, derived from the stored type); so do PUTs and refusals', async () => {
+    const p = await presign('image/png');
+    const bytes = png(4000);
+    const put = await fetch(p.upload_url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: bytes });
+    expect(put.status).toBe(200);
+    expect(put.headers.get('x-content-type-options')).toBe('nosniff');
+
+    const store = new DiskStore({ root: server.dataDir, publicUrl: server.url, signingSecret: SECRET });
+    // The server's own store derives the disposition from the stored type: image/png plays inline.
+    const url = await server.store.presignGet(p.s3_key, 60);
+    const res = await fetch(url);
     expect(res.status).toBe(200);
-    expect((await readFile(objectFile(server.dataDir, p.s3_key))).equals(second)).toBe(true);
-    const row = await stateOf(p.s3_key);
-    expect(row).toMatchObject({ state: 'uploaded', size: second.length, sha256: sha256(second), verified_at: null });
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(res.headers.get('content-type')).toBe('image/png');
+    expect(res.headers.get('content-disposition')).toBe('inline');
+    await res.arrayBuffer();
+
+    // A crafted key holding a type outside the media table is never inline.
+    const crafted = `users/zed/nosniff-${randomBytes(4).toString('hex')}.html`;
+    await store.put(crafted, Readable.from([Buffer.from('<script>alert(1)</script>')]), 'text/html');
+    const html = await fetch(await server.store.presignGet(crafted, 60));
+    expect(html.headers.get('content-disposition')).toBe('attachment');
+    expect(html.headers.get('content-type')).toBe('application/octet-stream');
+    expect(html.headers.get('x-content-type-options')).toBe('nosniff');
+    await html.arrayBuffer();
+
+    const refusals = [
+      await fetch(url.replace(/X-Amz-Signature=([0-9a-f])/, (_m, c: string) => `X-Amz-Signature=${c === '0' ? '1' : '0'}`)),
+      await fetch(p.upload_url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: png(10) }),
+      await fetch(await store.presignGet(`users/alice/user-uploads/batch_${'c'.repeat(22)}/file_${'d'.repeat(22)}.png`, 60)),
+      await fetch(p.upload_url, { method: 'DELETE' }),
+    ];
+    for (const r of refusals) {
+      expect(r.status).toBeGreaterThanOrEqual(400);
+      expect(r.headers.get('x-content-type-options')).toBe('nosniff');
+      await r.arrayBuffer();
+    }
   });
 
   it('accepts a body of exactly max_bytes', async () => {
@@ -451,6 +555,153 @@ describe('a client that disconnects halfway', () => {
     await expectNothingStored(p.s3_key);
     // The server is fine afterwards.
     expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+  });
+});
+
+describe('one writer per key, bounded uploads, 100 Continue only after every check', () => {
+  /** A PUT whose headers and first bytes are sent, and then held: an upload under way. */
+  async function holdPut(on: TestServer, url: string, contentType = 'image/png'): Promise<net.Socket> {
+    const { hostname, port, host } = new URL(on.url);
+    const socket = net.connect(Number(port), hostname);
+    socket.on('error', () => undefined);
+    await once(socket, 'connect');
+    socket.write(`PUT ${pathAndQuery(url)} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: ${contentType}\r\nContent-Length: 100000\r\n\r\n`);
+    socket.write(Buffer.from('89504e47', 'hex'));
+    return socket;
+  }
+  const inProgress = (on: TestServer) => (on.store as DiskStore).uploadsInProgress;
+  async function until(condition: () => boolean, what: string) {
+    for (let i = 0; i < 200; i++) {
+      if (condition()) return;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  }
+  const fullPut = (on: TestServer, url: string, body: Buffer) =>
+    rawRequest(on.url, { method: 'PUT', path: pathAndQuery(url), headers: { 'content-type': 'image/png', 'content-length': body.length }, body });
+
+  it('a PUT to a key another PUT is writing gets 409 OperationAborted before any file is made; the first one completes', async () => {
+    const p = await presign('image/png');
+    const held = await holdPut(server, p.upload_url);
+    try {
+      await until(() => tmpFiles(server.dataDir).length === 1, 'the first PUT to be under way');
+      for (let i = 0; i < 5; i++) {
+        const res = await fullPut(server, p.upload_url, png(1000));
+        expectS3Error(res, 409, ['OperationAborted']);
+        expect(res.body.toString()).toContain('A conflicting conditional operation is currently in progress against this resource. Please try again.');
+      }
+      expect(tmpFiles(server.dataDir)).toHaveLength(1);
+    } finally {
+      held.destroy();
+    }
+    await until(() => tmpFiles(server.dataDir).length === 0 && inProgress(server) === 0, 'the held PUT to end');
+    await expectNothingStored(p.s3_key);
+    expect((await fullPut(server, p.upload_url, png(1000))).status).toBe(200);
+  });
+
+  it('a key deleted while its first body arrives stays deleted: the write is refused when it completes', async () => {
+    const p = await presign('image/png');
+    const held = await holdPut(server, p.upload_url);
+    let answer = '';
+    held.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+    try {
+      await until(() => tmpFiles(server.dataDir).length === 1, 'the PUT to be under way');
+      // The delete does not wait for the body.
+      await server.store.delete(p.s3_key);
+      held.write(Buffer.alloc(100000 - 4, 1));
+      await until(() => /\r\n\r\n<\?xml|^HTTP\/1\.1 200/.test(answer), 'the answer');
+      expect(answer).toMatch(/^HTTP\/1\.1 403 /);
+      expect(answer).toContain('<Code>AccessDenied</Code>');
+    } finally {
+      held.destroy();
+    }
+    await until(() => tmpFiles(server.dataDir).length === 0, 'the temporary file to go');
+    expect(existsSync(objectFile(server.dataDir, p.s3_key))).toBe(false);
+    expect(await server.store.head(p.s3_key)).toBeNull();
+  });
+
+  it('caps per user and per server answer 503 SlowDown, make no temporary file, and free up when uploads end', async () => {
+    const capped = await startTestServer({ KEYFRAME_SIGNING_SECRET: SECRET, KEYFRAME_MAX_UPLOADS_PER_USER: '2', KEYFRAME_MAX_UPLOADS: '3' });
+    const held: net.Socket[] = [];
+    try {
+      const keys = Object.fromEntries(await Promise.all(['alice', 'bob', 'carol'].map(async (u) => [u, (await capped.createKey(u)).key] as const)));
+      const urls = async (user: string, n: number) => Promise.all(Array.from({ length: n }, () => presign('image/png', capped, keys[user]!)));
+      const [a1, a2, a3] = await urls('alice', 3);
+      const [b1] = await urls('bob', 1);
+      const [c1] = await urls('carol', 1);
+
+      held.push(await holdPut(capped, a1!.upload_url), await holdPut(capped, a2!.upload_url));
+      await until(() => inProgress(capped) === 2, "alice's two uploads");
+      const perUser = await fullPut(capped, a3!.upload_url, png(1000));
+      expectS3Error(perUser, 503, ['SlowDown']);
+      expect(perUser.body.toString()).toContain('Please reduce your request rate.');
+      expect(perUser.headers['x-content-type-options']).toBe('nosniff');
+      expect(tmpFiles(capped.dataDir)).toHaveLength(2);
+
+      // Bob is not held up by Alice's cap; his upload takes the server's last slot.
+      held.push(await holdPut(capped, b1!.upload_url));
+      await until(() => inProgress(capped) === 3, "bob's upload");
+      expectS3Error(await fullPut(capped, c1!.upload_url, png(1000)), 503, ['SlowDown']);
+      expect(tmpFiles(capped.dataDir)).toHaveLength(3);
+
+      // With Expect: 100-continue a full server answers at once, without inviting the body.
+      const { port } = new URL(capped.url);
+      const expecting = await rawSocketRequest(Number(port), {
+        parts: [requestHead('PUT', pathAndQuery(c1!.upload_url), { 'content-type': 'image/png', 'content-length': 1000, expect: '100-continue' })],
+        timeoutMs: 5000,
+      });
+      expect(expecting.status).toBe(503);
+      expect(expecting.raw).not.toMatch(/100 Continue/i);
+
+      for (const socket of held.splice(0)) socket.destroy();
+      await until(() => inProgress(capped) === 0 && tmpFiles(capped.dataDir).length === 0, 'the held uploads to end');
+      expect((await fullPut(capped, a3!.upload_url, png(1000))).status).toBe(200);
+      expect((await fullPut(capped, c1!.upload_url, png(1000))).status).toBe(200);
+    } finally {
+      for (const socket of held) socket.destroy();
+      await capped.stop();
+    }
+  });
+
+  it('an absolute-form PUT with Expect: 100-continue and a bad signature gets the refusal, never 100 Continue', async () => {
+    const p = await presign('image/png');
+    const { port, origin } = new URL(server.url);
+    const u = new URL(p.upload_url);
+    const sig = u.searchParams.get('X-Amz-Signature')!;
+    u.searchParams.set('X-Amz-Signature', sig.slice(0, -1) + (sig.endsWith('0') ? '1' : '0'));
+    for (const target of [`${origin}${u.pathname}${u.search}`, `${u.pathname}${u.search}`]) {
+      const res = await rawSocketRequest(Number(port), {
+        parts: [requestHead('PUT', target, { 'content-type': 'image/png', 'content-length': 5000, expect: '100-continue' })],
+        timeoutMs: 5000,
+      });
+      expect(res.raw, target).not.toMatch(/100 Continue/i);
+      expect(res.status, res.raw).toBe(403);
+      expect(res.headers['x-content-type-options']).toBe('nosniff');
+    }
+    await expectNothingStored(p.s3_key);
+
+    // A good request in absolute form is invited once it passed the checks, and lands.
+    const body = png(5000);
+    const ok = await rawSocketRequest(Number(port), {
+      parts: [requestHead('PUT', `${origin}${pathAndQuery(p.upload_url)}`, { 'content-type': 'image/png', 'content-length': body.length, expect: '100-continue', connection: 'close' }), 300, body],
+      timeoutMs: 5000,
+    });
+    expect(ok.raw).toMatch(/^HTTP\/1\.1 100 Continue/);
+    expect(ok.raw).toMatch(/HTTP\/1\.1 200 OK/);
+  });
+
+  it('directories the store makes are 0700, its files 0600', async () => {
+    const p = await presign('image/png');
+    expect((await fullPut(server, p.upload_url, png(1000))).status).toBe(200);
+    const mode = (file: string) => statSync(file).mode & 0o777;
+    for (const dir of ['objects', 'meta', 'tmp']) expect(mode(path.join(server.dataDir, dir)).toString(8), dir).toBe('700');
+    const segments = p.s3_key.split('/');
+    for (let i = 1; i < segments.length; i++) {
+      expect(mode(path.join(server.dataDir, 'objects', ...segments.slice(0, i))).toString(8)).toBe('700');
+      expect(mode(path.join(server.dataDir, 'meta', ...segments.slice(0, i))).toString(8)).toBe('700');
+    }
+    expect(mode(objectFile(server.dataDir, p.s3_key)).toString(8)).toBe('600');
+    expect(mode(metaFile(server.dataDir, p.s3_key)).toString(8)).toBe('600');
   });
 });
 

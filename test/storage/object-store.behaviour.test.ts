@@ -6,8 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CreatedApiKey } from '../../src/domain/api-keys.js';
 import { MAX_BYTES } from '../../src/domain/media-types.js';
-import { firstChangedReference } from '../../src/domain/generations/reference-check.js';
 import { Verifier } from '../../src/domain/verification.js';
+import { FfprobeMediaProbe } from '../../src/media/ffprobe.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { assertRgwReachable, removeBucket, rgwForTests, s3ServerEnv, uniqueBucketName } from '../helpers/rgw.js';
 
@@ -63,6 +63,12 @@ function withKey(url: string, fromKey: string, toKey: string): string {
   return u.href;
 }
 
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.from(chunk as Uint8Array));
+  return Buffer.concat(chunks);
+}
+
 /** A flipped last character: same length and alphabet, wrong signature. */
 const tamper = (signature: string) => signature.slice(0, -1) + (signature.endsWith('0') ? '1' : '0');
 
@@ -85,7 +91,7 @@ describe.each(['disk', 's3'] as const)('object store behaviour: %s', (storeKind)
       expect(server.store.kind).toBe(storeKind);
       alice = await server.createKey('alice');
       bob = await server.createKey('bob');
-      verifier = new Verifier(server.db, server.store);
+      verifier = new Verifier(server.db, server.store, { scratchDir: path.join(server.dataDir, 'tmp', 'verify'), probe: new FfprobeMediaProbe() });
     });
 
     afterAll(async () => {
@@ -245,6 +251,49 @@ describe.each(['disk', 's3'] as const)('object store behaviour: %s', (storeKind)
         await tampered.arrayBuffer();
       });
 
+      it('presignGet with response headers: the download answers with that type and disposition; they are signed', async () => {
+        const { s3_key } = await upload(alice, PNG, 'image/png');
+        for (const response of [
+          { contentType: 'image/png', contentDisposition: 'inline' as const },
+          { contentType: 'application/octet-stream', contentDisposition: 'attachment' as const },
+        ]) {
+          const url = await server.store.presignGet(s3_key, 60, response);
+          const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+          expect(res.status).toBe(200);
+          expect(res.headers.get('content-type')).toBe(response.contentType);
+          expect(res.headers.get('content-disposition')).toBe(response.contentDisposition);
+          expect(Buffer.from(await res.arrayBuffer())).toEqual(PNG);
+          // The parameters are part of the signature: nobody can turn an attachment into an inline page.
+          const changed = await fetch(withParam(url, 'response-content-type', 'text/html'), { signal: AbortSignal.timeout(10_000) });
+          expect(changed.status).toBe(403);
+          await changed.arrayBuffer();
+        }
+      });
+
+      it('openVerified: the bytes while the ETag is the verified one, "changed" after a replacement, "missing" after a delete', async () => {
+        const { s3_key } = await upload(alice, PNG, 'image/png');
+        const etag = (await server.store.head(s3_key))!.etag!;
+        const body = await server.store.openVerified(s3_key, etag);
+        expect(body).not.toBeTypeOf('string');
+        expect(await readAll(body as Readable)).toEqual(PNG);
+
+        if (storeKind === 's3') {
+          // A second PutObject under the key (what a replayed presigned URL does).
+          await server.store.put(s3_key, Readable.from([JPEG]), 'image/png');
+          expect(await server.store.openVerified(s3_key, etag)).toBe('changed');
+        } else {
+          // The disk store never replaces an object: an ETag of other bytes is what a replacement would look like.
+          expect(await server.store.openVerified(s3_key, '"0123456789abcdef0123456789abcdef"')).toBe('changed');
+          // A reader that opened the object keeps its bytes, whatever happens to the key afterwards.
+          const early = (await server.store.openVerified(s3_key, etag)) as Readable;
+          await server.store.delete(s3_key);
+          expect(await readAll(early)).toEqual(PNG);
+        }
+        await server.store.delete(s3_key);
+        expect(await server.store.openVerified(s3_key, etag)).toBe('missing');
+        expect(await server.store.openVerified(s3_key.replace(/\.png$/, '0.png'), etag)).toBe('missing');
+      });
+
       it('put: stores what the server itself writes (a rendered video)', async () => {
         const key = 'users/alice/generations/gen_behaviour.mp4';
         await server.store.put(key, Readable.from([MP4.subarray(0, 1000), MP4.subarray(1000)]), 'video/mp4');
@@ -291,16 +340,29 @@ describe.each(['disk', 's3'] as const)('object store behaviour: %s', (storeKind)
         const presigned = await upload(alice, PNG, 'image/png');
         const status = await verifier.status('alice', presigned.s3_key);
         expect(status).toMatchObject({ state: 'verified', etag: expect.any(String) });
-        const reference = { field: 'startFrameKey' as const, key: presigned.s3_key, contentType: 'image/png', family: 'image' as const, etag: status!.etag };
-        expect(await firstChangedReference(server.store, [reference])).toBeNull();
+        // What a consumer's pinned read (openVerified on the verified ETag) sees.
+        const pinned = async () => {
+          const body = await server.store.openVerified(presigned.s3_key, status!.etag!);
+          if (typeof body === 'string') return body;
+          body.destroy();
+          return 'unchanged';
+        };
+        expect(await pinned()).toBe('unchanged');
 
-        // Other bytes through the same URL, still within its lifetime: S3 accepts them as the disk store does.
+        // Other bytes through the same URL, still within its lifetime: S3 accepts them (a presigned URL can be
+        // replayed there; the pinned read holds), the disk store writes each key once and refuses them.
         const otherBytes = Buffer.concat([PNG, Buffer.from('trailing bytes that change the object')]);
-        expect(await put(presigned.upload_url, otherBytes, 'image/png')).toEqual({ status: 200, code: null });
-        expect(await firstChangedReference(server.store, [reference])).toBe('startFrameKey');
+        if (storeKind === 's3') {
+          expect(await put(presigned.upload_url, otherBytes, 'image/png')).toEqual({ status: 200, code: null });
+          expect(await pinned()).toBe('changed');
+        } else {
+          expect(await put(presigned.upload_url, otherBytes, 'image/png')).toEqual({ status: 403, code: 'AccessDenied' });
+          expect(await pinned()).toBe('unchanged');
+          expect(await server.store.getRange(presigned.s3_key, 0, PNG.length + 100)).toEqual(PNG);
+        }
 
         await server.store.delete(presigned.s3_key);
-        expect(await firstChangedReference(server.store, [reference])).toBe('startFrameKey');
+        expect(await pinned()).toBe('missing');
       });
     });
 

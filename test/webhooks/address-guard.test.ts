@@ -11,6 +11,19 @@ describe('webhook target guard (SSRF)', () => {
     for (const a of publicOnes) expect(isPrivateAddress(a), a).toBe(false);
   });
 
+  it('refuses the IPv6 special-purpose forms that embed or reach a private IPv4 host', async () => {
+    // Each was accepted before the guard classified addresses with ipaddr.js (issue 16, finding 6).
+    const disguised = ['::127.0.0.1', '::7f00:1', '::ffff:0:7f00:1', '2002:7f00:1::', '100::1', '2001::7f00:1', '64:ff9b::7f00:1', '::10.0.0.1'];
+    for (const a of disguised) {
+      expect(isPrivateAddress(a), a).toBe(true);
+      expect(await webhookTargetRefusal(`http://[${a}]:8080/hook`, false), a).toMatch(/private/);
+    }
+    // Outside 2000::/3, or special-purpose inside it: documentation, benchmarking, ORCHIDv2, unassigned.
+    for (const a of ['2001:db8::1', '2001:2::1', '2001:20::1', '4000::1', '3fff::1', 'fe80::1%lo']) expect(isPrivateAddress(a), a).toBe(true);
+    // Global unicast stays allowed, including an IPv4-mapped public address.
+    for (const a of ['2001:4860:4860::8888', '2a00:1450:4001::1', '::ffff:8.8.8.8']) expect(isPrivateAddress(a), a).toBe(false);
+  });
+
   it('refuses non-http(s) URLs, credentials, private literals and names resolving to loopback', async () => {
     expect(await webhookTargetRefusal('ftp://example.com/', false)).toBe('must be an http(s) URL');
     expect(await webhookTargetRefusal('file:///etc/passwd', false)).toBe('must be an http(s) URL');

@@ -9,6 +9,7 @@ import { resolveRequest, type CreateGenerationRequest, type RequestedReference }
 import { statusBody, type GenerationStatusBody } from './status.js';
 import type { WebhookDelivery } from './webhooks.js';
 import type { UploadStatus, Verifier } from '../verification.js';
+import type { GenerationLimits } from '../usage/generation-usage.js';
 
 /** Create Generation's answer, in the shape of Prism's template generate. */
 export interface CreateGenerationResponse {
@@ -29,6 +30,8 @@ export class Generations {
     private readonly queue: JobQueue,
     private readonly store: ObjectStore,
     private readonly webhooks: WebhookDelivery,
+    /** Per-user limits on active and hourly generations (src/domain/usage/generation-usage.ts); none when absent. */
+    private readonly limits: GenerationLimits | null = null,
   ) {}
 
   /** Validates the request and every reference, then queues `count` generations. */
@@ -44,7 +47,7 @@ export class Generations {
     const count = request.count ?? 1;
     const createdAt = new Date().toISOString();
     const ids = Array.from({ length: count }, () => randomId('gen'));
-    await this.db
+    const insert = () => this.db
       .insertInto('generations')
       .values(
         ids.map((id) => ({
@@ -65,6 +68,9 @@ export class Generations {
         })),
       )
       .execute();
+    // Checked last, next to the insert and under a per-user lock: a refused request queued nothing.
+    if (this.limits) await this.limits.admit(userId, count, model.latencyEstimateSec.typical, insert);
+    else await insert();
     for (const id of ids) await this.queue.enqueue(id);
     return {
       generations: ids.map((id) => ({ generation_id: id, status: 'generating' as const })),

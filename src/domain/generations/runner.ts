@@ -1,4 +1,4 @@
-import type { GenerationJob } from './job.js';
+import type { GenerationJob, JobReference } from './job.js';
 
 /** A finished video, stored under the job's `videoKey`. */
 export interface RenderedVideo {
@@ -19,6 +19,19 @@ export class RunnerFailure extends Error {
     super(message, options);
     this.name = 'RunnerFailure';
   }
+}
+
+/** The failure of a reference whose object is no longer the one verified (replaced by a second PUT of its upload URL, or deleted). */
+export const referenceChanged = (field: string) => new RunnerFailure(`${field}: the upload was replaced or removed after it was verified`);
+
+/**
+ * The ETag a reference was verified with, which every read of it is pinned
+ * to. Jobs queued before ETags were recorded have none: they fail rather than
+ * read bytes nobody can vouch for.
+ */
+export function verifiedEtag(reference: JobReference): string {
+  if (typeof reference.etag === 'string' && reference.etag !== '') return reference.etag;
+  throw new RunnerFailure(`${reference.field}: this generation was queued before its references were pinned to the verified bytes; submit it again`);
 }
 
 /** Header carrying a model worker's signature of its completion callback. */

@@ -5,7 +5,6 @@ import type { ObjectStore } from '../../storage/object-store.js';
 import { generationVideoKey } from '../object-keys.js';
 import type { GenerationJob, GenerationParams } from './job.js';
 import type { ModelRegistry } from './model-registry.js';
-import { firstChangedReference } from './reference-check.js';
 import { RunnerFailure, type Runner } from './runner.js';
 import { statusBody } from './status.js';
 import type { WebhookDelivery } from './webhooks.js';
@@ -39,9 +38,9 @@ export class GenerationWorker implements JobHandler {
     if (!row || row.status !== 'generating') return;
     const model = this.registry.get(row.model_name);
     if (!model) return this.finish(row, { error: `Model ${row.model_name} is no longer configured on this server` });
+    // No check of the references here: a check before the runner reads would race a
+    // replay of an upload URL. Runners read each one pinned to its verified ETag instead.
     const params = JSON.parse(row.params) as GenerationParams;
-    const changed = await firstChangedReference(this.store, params.references);
-    if (changed) return this.finish(row, { error: `${changed}: the upload was replaced or removed after it was verified` });
 
     const timeout = new AbortController();
     const timer = setTimeout(() => timeout.abort(new RunnerFailure(TIMED_OUT)), this.options.timeoutSeconds * 1000);

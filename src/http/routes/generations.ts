@@ -68,7 +68,7 @@ export const generationRoutes: FastifyPluginAsyncTypebox<{ apiKeys: ApiKeys; gen
         summary: 'Create Generation: queue videos made from a prompt and uploaded references',
         security: [{ bearer: [] }],
         body: CreateGenerationBody,
-        response: { 200: CreateGenerationResponse, ...errorResponses, 404: ErrorSchema },
+        response: { 200: CreateGenerationResponse, ...errorResponses, 404: ErrorSchema, 429: ErrorSchema },
       },
       onRequest: auth,
     },

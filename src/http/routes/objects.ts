@@ -16,17 +16,26 @@ export const objectRoutes: FastifyPluginAsync<{ store: DiskStore; uploads: Uploa
   const url = `${store.routePrefix}*`;
 
   // Node answers `Expect: 100-continue` by itself unless someone listens for it. A PUT
-  // to the store must be checked first, so that a refused client (a 21 MB image, a bad
-  // signature) hears the refusal instead of being invited to send a body nobody reads.
+  // must be checked first, so that a refused client (a 21 MB image, a bad signature, a
+  // used URL, a full server) hears the refusal instead of being invited to send a body
+  // nobody reads. No PUT is invited here, whatever its request line looks like (an
+  // absolute-form `PUT http://host/keyframe/...` does not start with the route prefix):
+  // the store's `onAccepted` invites it once every check passed. Keyframe has no other
+  // PUT route; a PUT elsewhere is answered 404 without an invitation.
   app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    if (req.method !== 'PUT' || !req.url?.startsWith(store.routePrefix)) res.writeContinue();
+    if (req.method !== 'PUT') res.writeContinue();
     app.server.emit('request', req, res);
+  });
+
+  // Every answer of the store's endpoint, refusals included: a browser must never sniff a type.
+  app.addHook('onRequest', async (_request, reply) => {
+    reply.header('x-content-type-options', 'nosniff');
   });
 
   app.put(url, async (request, reply) => {
     const expectsContinue = /100-continue/i.test(request.headers.expect ?? '');
     const received = await store.receive(
-      { method: 'PUT', rawUrl: request.url, headers: request.headers },
+      { method: 'PUT', rawUrl: originForm(request.url), headers: request.headers },
       request.raw,
       () => expectsContinue && reply.raw.writeContinue(),
     );
@@ -35,9 +44,13 @@ export const objectRoutes: FastifyPluginAsync<{ store: DiskStore; uploads: Uploa
   });
 
   app.get(url, async (request, reply) => {
-    const { stream, info } = await store.open({ method: 'GET', rawUrl: request.url, headers: request.headers });
-    reply.header('content-length', info.size).header('etag', info.etag);
-    return reply.type(info.contentType ?? 'application/octet-stream').send(stream);
+    const { stream, info, download } = await store.open({ method: 'GET', rawUrl: originForm(request.url), headers: request.headers });
+    reply
+      .header('content-length', info.size)
+      .header('etag', info.etag)
+      .header('content-type', download.contentType)
+      .header('content-disposition', download.contentDisposition);
+    return reply.send(stream);
   });
 
   app.route({
@@ -48,3 +61,13 @@ export const objectRoutes: FastifyPluginAsync<{ store: DiskStore; uploads: Uploa
     },
   });
 };
+
+/**
+ * The path and query of a request target: an absolute-form target
+ * (`PUT http://host/keyframe/...`, which HTTP/1.1 servers must accept) loses
+ * its scheme and authority. The signature binds the configured host, never
+ * the one a client names, so nothing is lost by dropping it.
+ */
+function originForm(target: string): string {
+  return target.replace(/^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/, '');
+}

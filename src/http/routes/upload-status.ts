@@ -21,6 +21,19 @@ const StatusResponse = Type.Object({
   max_bytes: Type.Integer(),
   reason: Type.Optional(Type.String({ description: 'Why the upload was rejected' })),
   sniffed_type: Type.Union([Type.String(), Type.Null()], { description: 'Ours: the type the first bytes were recognised as' }),
+  media: Type.Union(
+    [
+      Type.Object({
+        width: Type.Union([Type.Integer(), Type.Null()], { description: 'Pixels across (an image, or the first video stream); null for audio' }),
+        height: Type.Union([Type.Integer(), Type.Null()], { description: 'Pixels down; null for audio' }),
+        duration_seconds: Type.Union([Type.Number(), Type.Null()], { description: 'Seconds of video or audio; null for images' }),
+        video_codec: Type.Union([Type.String(), Type.Null()], { description: 'ffprobe codec name of the image or video stream (png, mjpeg, h264, vp8, …)' }),
+        audio_codec: Type.Union([Type.String(), Type.Null()], { description: 'ffprobe codec name of the audio stream (mp3, aac, opus, …)' }),
+      }),
+      Type.Null(),
+    ],
+    { description: 'Ours: what verification found the media decodes to; null until verified' },
+  ),
 });
 
 /** Ours: where one of the caller's uploads stands, verifying it when its object has arrived. */

@@ -1,16 +1,19 @@
 import { createHash, randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { signedUploadHeaders, type ObjectInfo, type ObjectStore, type PresignPutInput } from '../object-store.js';
+import { signedUploadHeaders, type DownloadHeaders, type ObjectInfo, type ObjectStore, type PresignPutInput } from '../object-store.js';
 import { SigV4Signer } from '../sigv4.js';
 import { syncWhileArriving } from './early-sync.js';
 import { StorageRefusal } from './storage-refusal.js';
+import { UploadSlots } from './upload-slots.js';
 
 /** Signed into every disk upload URL, so the limit travels with the URL and needs no lookup. */
 const MAX_BYTES_PARAM = 'x-keyframe-max-bytes';
+/** S3's names for the signed parameters a download answers with. */
+const RESPONSE_TYPE_PARAM = 'response-content-type';
+const RESPONSE_DISPOSITION_PARAM = 'response-content-disposition';
 /** Path segments a key may have on disk: no dot-files, no '..', nothing a filesystem treats specially. */
 const SAFE_SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$/;
 
@@ -23,6 +26,19 @@ export interface DiskStoreOptions {
   signingSecret: string;
   /** First path segment of object URLs, as an S3 bucket in path-style URLs. */
   bucket?: string;
+  /**
+   * The user a key belongs to, or null for a key of nobody: client PUTs are
+   * capped per owner. The store knows nothing of key layouts itself.
+   */
+  ownerOf?: (key: string) => string | null;
+  /** Client PUTs in progress at once, per owner and in total (defaults: 8 and 64). */
+  maxUploadsPerOwner?: number;
+  maxUploads?: number;
+  /**
+   * How a GET whose URL names no response headers is answered, from the stored
+   * type; default: that type (or application/octet-stream) as an attachment.
+   */
+  downloadHeaders?: (contentType: string | null) => DownloadHeaders;
 }
 
 export interface ReceivedObject {
@@ -39,6 +55,13 @@ interface StoredMeta {
   size: number;
 }
 
+/** What the metadata of a key the server deleted becomes: its upload URL can never write it again. */
+interface Tombstone {
+  deleted: true;
+}
+
+const isTombstone = (meta: StoredMeta | Tombstone): meta is Tombstone => 'deleted' in meta && meta.deleted === true;
+
 /** A signed request as it arrives at the disk store's HTTP endpoint. */
 export interface SignedObjectRequest {
   method: 'PUT' | 'GET';
@@ -50,8 +73,15 @@ export interface SignedObjectRequest {
 /**
  * The embedded object store: objects are files under `root/objects`, with a
  * small JSON sidecar under `root/meta` holding type and checksum. Uploads
- * stream to `root/tmp` and are renamed into place only when complete and
+ * stream to `root/tmp` and are moved into place only when complete and
  * within their limit, so a half-written object is never visible.
+ *
+ * Objects are written once. A key whose object exists is never written again:
+ * a PUT with the very same bytes is answered as the first one was (a client
+ * retrying after a lost answer), any other is refused; a key the server
+ * deleted keeps a tombstone in place of its metadata, so its URL cannot write
+ * it again. One writer per key at a time, and capped uploads per owner and per
+ * server, held in this process (the disk store is single-node).
  */
 export class DiskStore implements ObjectStore {
   readonly kind = 'disk' as const;
@@ -62,9 +92,18 @@ export class DiskStore implements ObjectStore {
   private readonly signer: SigV4Signer;
   private readonly origin: string;
   private readonly host: string;
+  private readonly slots: UploadSlots;
+  /** Commits and deletes in progress, by key (see `exclusive`). */
+  private readonly keyLocks = new Map<string, Promise<void>>();
+  private readonly ownerOf: (key: string) => string | null;
+  private readonly defaultDownload: (contentType: string | null) => DownloadHeaders;
 
   constructor(options: DiskStoreOptions) {
     this.bucket = options.bucket ?? 'keyframe';
+    this.slots = new UploadSlots({ perOwner: options.maxUploadsPerOwner ?? 8, total: options.maxUploads ?? 64 });
+    this.ownerOf = options.ownerOf ?? (() => null);
+    this.defaultDownload =
+      options.downloadHeaders ?? ((contentType) => ({ contentType: contentType ?? 'application/octet-stream', contentDisposition: 'attachment' }));
     this.objectsDir = path.join(options.root, 'objects');
     this.metaDir = path.join(options.root, 'meta');
     this.tmpDir = path.join(options.root, 'tmp');
@@ -82,7 +121,18 @@ export class DiskStore implements ObjectStore {
   /** Creates the directories and removes temporary files a crash may have left. */
   async init(): Promise<void> {
     await fsp.rm(this.tmpDir, { recursive: true, force: true });
-    await Promise.all([this.objectsDir, this.metaDir, this.tmpDir].map((d) => fsp.mkdir(d, { recursive: true })));
+    await Promise.all(
+      [this.objectsDir, this.metaDir, this.tmpDir].map(async (d) => {
+        await fsp.mkdir(d, { recursive: true, mode: DIR_MODE });
+        // Directories of an older version were created under the umask (often world-readable).
+        await fsp.chmod(d, DIR_MODE);
+      }),
+    );
+  }
+
+  /** Client PUTs in progress right now. */
+  get uploadsInProgress(): number {
+    return this.slots.uploadsInProgress;
   }
 
   /** URL path prefix (below the public URL) that the HTTP layer routes to `receive`. */
@@ -101,18 +151,22 @@ export class DiskStore implements ObjectStore {
     });
   }
 
-  async presignGet(key: string, expiresInSeconds: number): Promise<string> {
+  /** As on S3, `response` travels as signed `response-content-*` parameters, which `open` answers with. */
+  async presignGet(key: string, expiresInSeconds: number, response?: DownloadHeaders): Promise<string> {
     return this.signer.presign({
       method: 'GET',
       origin: this.origin,
       pathSegments: [this.bucket, ...this.segments(key)],
+      ...(response === undefined
+        ? {}
+        : { query: { [RESPONSE_TYPE_PARAM]: response.contentType, [RESPONSE_DISPOSITION_PARAM]: response.contentDisposition } }),
       expiresInSeconds,
     });
   }
 
   async head(key: string): Promise<ObjectInfo | null> {
     const meta = await this.readMeta(key);
-    if (!meta) return null;
+    if (!meta || isTombstone(meta)) return null;
     const stat = await fsp.stat(this.objectPath(key)).catch(() => null);
     if (!stat) return null;
     return { size: stat.size, contentType: meta.contentType, etag: etagOf(meta.sha256), sha256: meta.sha256 };
@@ -135,13 +189,64 @@ export class DiskStore implements ObjectStore {
     }
   }
 
-  async put(key: string, body: Readable, contentType: string): Promise<void> {
-    await this.writeAtomically(key, body, contentType, Number.MAX_SAFE_INTEGER);
+  /**
+   * Opens the object file first, then reads its metadata: objects are written
+   * once (see `commit`), so metadata found after the open describes the very
+   * file the descriptor holds, and a later delete cannot swap the bytes under
+   * the reader (the stream reads the open descriptor, not the path).
+   */
+  async openVerified(key: string, etag: string): Promise<Readable | 'changed' | 'missing'> {
+    const opened = await this.openWithMeta(key);
+    if (!opened) return 'missing';
+    if (etagOf(opened.meta.sha256) !== etag) {
+      await opened.handle.close();
+      return 'changed';
+    }
+    return opened.handle.createReadStream();
   }
 
+  /**
+   * Write-once as client PUTs are: the same bytes again succeed, other bytes
+   * (or a deleted key) throw StorageRefusal 403, a key being written 409.
+   */
+  async put(key: string, body: Readable, contentType: string): Promise<void> {
+    const release = this.slots.acquire(key, null);
+    try {
+      await this.writeOnce(key, body, contentType, Number.MAX_SAFE_INTEGER);
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Replaces the metadata with a tombstone, then removes the object: a crash
+   * in between leaves a tombstone beside the file, which every reader treats
+   * as gone and every writer refuses. Runs exclusive of a commit of the key,
+   * so a write under way cannot put its metadata over the tombstone; it does
+   * not wait for a body still arriving.
+   */
   async delete(key: string): Promise<void> {
-    await fsp.rm(this.objectPath(key), { force: true });
-    await fsp.rm(this.metaPath(key), { force: true });
+    await this.exclusive(key, async () => {
+      await fsp.mkdir(path.dirname(this.metaPath(key)), { recursive: true, mode: DIR_MODE });
+      await this.writeMeta(key, { deleted: true });
+      await fsp.rm(this.objectPath(key), { force: true });
+    });
+  }
+
+  /** Runs `fn` after every earlier `exclusive` of the same key has finished: for the few filesystem steps of a commit or a delete. */
+  private async exclusive<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.keyLocks.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const done = new Promise<void>((resolve) => (release = resolve));
+    const mine = previous.then(() => done);
+    this.keyLocks.set(key, mine);
+    await previous;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (this.keyLocks.get(key) === mine) this.keyLocks.delete(key);
+    }
   }
 
   /**
@@ -157,18 +262,58 @@ export class DiskStore implements ObjectStore {
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw StorageRefusal.accessDenied();
     const declaredLength = header(request.headers, 'content-length');
     if (declaredLength !== undefined && Number(declaredLength) > maxBytes) throw StorageRefusal.tooLarge(maxBytes);
-    // Only now may a client waiting on `Expect: 100-continue` send its body.
-    onAccepted?.();
-    const { size, sha256 } = await this.writeAtomically(key, body, contentType, maxBytes, declaredLength);
-    return { key, size, sha256, etag: etagOf(sha256), contentType };
+    // One writer per key, and the owner's and the server's caps; refused before any file is opened.
+    const release = this.slots.acquire(key, { owner: this.ownerOf(key) });
+    try {
+      // Only once the request passed every check may a client waiting on `Expect: 100-continue` send its body.
+      return await this.writeOnce(key, body, contentType, maxBytes, declaredLength, onAccepted);
+    } finally {
+      release();
+    }
   }
 
-  /** Serves a GET of a presigned download URL. */
-  async open(request: SignedObjectRequest): Promise<{ stream: Readable; info: ObjectInfo }> {
-    const { key } = this.authorise(request);
-    const info = await this.head(key);
-    if (!info) throw StorageRefusal.noSuchKey();
-    return { stream: fs.createReadStream(this.objectPath(key)), info };
+  /**
+   * Serves a GET of a presigned download URL, with the response headers the
+   * URL names (signed `response-content-*`), else the ones the stored type
+   * gets by default. The stream reads the descriptor opened before the
+   * metadata was read, so it is the object that metadata describes.
+   */
+  async open(request: SignedObjectRequest): Promise<{ stream: Readable; info: ObjectInfo; download: DownloadHeaders }> {
+    const { key, params } = this.authorise(request);
+    const opened = await this.openWithMeta(key);
+    if (!opened) throw StorageRefusal.noSuchKey();
+    const { handle, meta, size } = opened;
+    const info: ObjectInfo = { size, contentType: meta.contentType, etag: etagOf(meta.sha256), sha256: meta.sha256 };
+    const named = params.get(RESPONSE_TYPE_PARAM);
+    const disposition = params.get(RESPONSE_DISPOSITION_PARAM);
+    const fallback = this.defaultDownload(meta.contentType);
+    const download: DownloadHeaders = {
+      contentType: named ?? fallback.contentType,
+      contentDisposition: disposition === 'inline' || disposition === 'attachment' ? disposition : fallback.contentDisposition,
+    };
+    return { stream: handle.createReadStream(), info, download };
+  }
+
+  /** The object's open file, its metadata and size; null when there is none (or only a tombstone). */
+  private async openWithMeta(key: string): Promise<{ handle: fsp.FileHandle; meta: StoredMeta; size: number } | null> {
+    let handle: fsp.FileHandle;
+    try {
+      handle = await fsp.open(this.objectPath(key), 'r');
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
+    }
+    try {
+      const meta = await this.readMeta(key);
+      if (!meta || isTombstone(meta)) {
+        await handle.close();
+        return null;
+      }
+      return { handle, meta, size: (await handle.stat()).size };
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
   }
 
   private authorise(request: SignedObjectRequest): { key: string; params: Map<string, string> } {
@@ -203,56 +348,152 @@ export class DiskStore implements ObjectStore {
     return { key: keySegments.join('/'), params: result.params };
   }
 
-  private async writeAtomically(
+  /**
+   * Writes `key` once. The caller holds the key's writer slot, so nothing else
+   * writes this key while this runs. A key with an object already: the body is
+   * hashed only (no file) and must be the stored bytes; a deleted key is refused.
+   */
+  private async writeOnce(
     key: string,
     body: Readable,
     contentType: string,
     maxBytes: number,
     declaredLength?: string,
-  ): Promise<{ size: number; sha256: string }> {
-    const target = this.objectPath(key);
+    onAccepted?: () => void,
+  ): Promise<ReceivedObject> {
+    const existing = await this.existing(key);
+    if (existing === 'deleted') throw StorageRefusal.alreadyWritten();
+    if (existing !== null) {
+      if (declaredLength !== undefined && Number(declaredLength) !== existing.size) throw StorageRefusal.alreadyWritten();
+      onAccepted?.();
+      const { size, sha256 } = await this.receiveBody(body, null, existing.size, declaredLength, StorageRefusal.alreadyWritten);
+      if (size !== existing.size || sha256 !== existing.sha256) throw StorageRefusal.alreadyWritten();
+      return { key, size, sha256, etag: etagOf(sha256), contentType: existing.contentType };
+    }
+    onAccepted?.();
+    // Every check passed: only now is a file created.
     const tmp = path.join(this.tmpDir, `${randomBytes(12).toString('hex')}.part`);
+    const file = await fsp.open(tmp, 'wx', FILE_MODE);
+    try {
+      const { size, sha256 } = await this.receiveBody(body, file, maxBytes, declaredLength, () => StorageRefusal.tooLarge(maxBytes));
+      await this.commit(key, tmp, { contentType, sha256, size });
+      return { key, size, sha256, etag: etagOf(sha256), contentType };
+    } finally {
+      // After a commit the object is a second link to this file; otherwise the file is all there is.
+      await fsp.rm(tmp, { force: true });
+    }
+  }
+
+  /**
+   * Streams `body` through SHA-256 and, with `file`, into it (synced and
+   * closed on the way). More than `limit` bytes throws `overLimit()`; fewer than
+   * a declared length, or a body cut off, IncompleteBody.
+   */
+  private async receiveBody(
+    body: Readable,
+    file: fsp.FileHandle | null,
+    limit: number,
+    declaredLength: string | undefined,
+    overLimit: () => StorageRefusal,
+  ): Promise<{ size: number; sha256: string }> {
     const hash = createHash('sha256');
-    const file = await fsp.open(tmp, 'wx');
-    const noteReceived = syncWhileArriving(file);
+    const noteReceived = file ? syncWhileArriving(file) : () => {};
     let size = 0;
     const meter = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         size += chunk.length;
-        if (size > maxBytes) return callback(StorageRefusal.tooLarge(maxBytes));
+        if (size > limit) return callback(overLimit());
         hash.update(chunk);
         noteReceived(size);
         callback(null, chunk);
       },
     });
     try {
-      // The stream syncs and closes the file; FileHandle.close waits for an early sync still in flight.
-      await pipeline(body, meter, file.createWriteStream({ flush: true, highWaterMark: WRITE_BATCH_BYTES }));
-      if (declaredLength !== undefined && Number(declaredLength) !== size) throw StorageRefusal.incompleteBody();
-      const sha256 = hash.digest('hex');
-      await fsp.mkdir(path.dirname(target), { recursive: true });
-      await fsp.mkdir(path.dirname(this.metaPath(key)), { recursive: true });
-      await this.writeMeta(key, { contentType, sha256, size });
-      // The rename is the commit point: before it, the object does not exist.
-      await fsp.rename(tmp, target);
-      return { size, sha256 };
+      if (file) {
+        // The stream syncs and closes the file; FileHandle.close waits for an early sync still in flight.
+        await pipeline(body, meter, file.createWriteStream({ flush: true, highWaterMark: WRITE_BATCH_BYTES }));
+      } else {
+        await pipeline(body, meter, new Writable({ write: (_chunk, _encoding, callback) => callback() }));
+      }
     } catch (err) {
-      await fsp.rm(tmp, { force: true });
+      if (file) await file.close().catch(() => {});
       if (err instanceof StorageRefusal) throw err;
       if (isAbort(err)) throw StorageRefusal.incompleteBody();
       throw err;
     }
+    if (declaredLength !== undefined && Number(declaredLength) !== size) throw StorageRefusal.incompleteBody();
+    return { size, sha256: hash.digest('hex') };
   }
 
-  private async writeMeta(key: string, meta: StoredMeta): Promise<void> {
+  /**
+   * What is stored under `key`: its metadata when its object exists, 'deleted'
+   * for a tombstone, null when nothing was committed. An object is looked for
+   * first: metadata without an object is a commit a crash cut short, and counts
+   * as nothing (the next write replaces it).
+   */
+  private async existing(key: string): Promise<StoredMeta | 'deleted' | null> {
+    const meta = await this.readMeta(key);
+    if (meta && isTombstone(meta)) return 'deleted';
+    const stat = await fsp.stat(this.objectPath(key)).catch((err: unknown) => {
+      if (isNotFound(err)) return null;
+      throw err;
+    });
+    if (!stat) return null;
+    // An object without metadata is never committed (see `commit`); refuse to touch one rather than guess.
+    if (!meta) return 'deleted';
+    return meta;
+  }
+
+  /**
+   * Makes a complete, synced temporary file the object of `key`, with its
+   * metadata. The order is what makes object and metadata change together:
+   *
+   * 1. the metadata goes to a temporary file, synced, and is renamed into
+   *    `meta/` (replacing only the leftovers of a cut-short commit: a key with
+   *    an object or a tombstone never gets here);
+   * 2. the object is hard-linked into `objects/` (link, unlike rename, fails if
+   *    the target exists, so even a bug elsewhere cannot replace an object).
+   *    This is the commit point; the temporary name is removed afterwards.
+   *
+   * Killed before 1: nothing but a temporary file, swept at start-up. Between 1
+   * and 2: metadata without an object, which every reader and writer treats as
+   * "not there". After 2: both, matching, for good (objects are never rewritten,
+   * and the metadata is only ever replaced by a tombstone). With one writer per
+   * key, no other commit of the key can interleave, and a delete waits for
+   * these two steps (and they for it).
+   */
+  private async commit(key: string, tmpObject: string, meta: StoredMeta): Promise<void> {
+    const target = this.objectPath(key);
+    await fsp.mkdir(path.dirname(target), { recursive: true, mode: DIR_MODE });
+    await fsp.mkdir(path.dirname(this.metaPath(key)), { recursive: true, mode: DIR_MODE });
+    await this.exclusive(key, async () => {
+      // A delete while the body arrived left a tombstone: the key is done with.
+      const current = await this.readMeta(key);
+      if (current && isTombstone(current)) throw StorageRefusal.alreadyWritten();
+      await this.writeMeta(key, meta);
+      try {
+        await fsp.link(tmpObject, target);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException)?.code === 'EEXIST') throw StorageRefusal.alreadyWritten();
+        throw err;
+      }
+    });
+  }
+
+  private async writeMeta(key: string, meta: StoredMeta | Tombstone): Promise<void> {
     const tmp = path.join(this.tmpDir, `${randomBytes(12).toString('hex')}.meta`);
-    await fsp.writeFile(tmp, JSON.stringify(meta), { flush: true });
-    await fsp.rename(tmp, this.metaPath(key));
+    try {
+      await fsp.writeFile(tmp, JSON.stringify(meta), { flush: true, mode: FILE_MODE, flag: 'wx' });
+      await fsp.rename(tmp, this.metaPath(key));
+    } catch (err) {
+      await fsp.rm(tmp, { force: true });
+      throw err;
+    }
   }
 
-  private async readMeta(key: string): Promise<StoredMeta | null> {
+  private async readMeta(key: string): Promise<StoredMeta | Tombstone | null> {
     try {
-      return JSON.parse(await fsp.readFile(this.metaPath(key), 'utf8')) as StoredMeta;
+      return JSON.parse(await fsp.readFile(this.metaPath(key), 'utf8')) as StoredMeta | Tombstone;
     } catch (err) {
       if (isNotFound(err)) return null;
       throw err;
@@ -282,6 +523,10 @@ export class DiskStore implements ObjectStore {
  * writev, so receiving, hashing and writing overlap.
  */
 const WRITE_BATCH_BYTES = 1024 * 1024;
+
+/** Only the Keyframe process reads the store's files: the data dir may hold secrets next to them. */
+const DIR_MODE = 0o700;
+const FILE_MODE = 0o600;
 
 const etagOf = (sha256: string) => `"${sha256.slice(0, 32)}"`;
 

@@ -30,6 +30,18 @@ export class StorageRefusal extends Error {
   static noSuchKey() {
     return new StorageRefusal(404, 'NoSuchKey', 'The specified key does not exist.');
   }
+  /** A second PUT of an upload URL whose object has arrived (with other bytes), or of a key the server deleted. */
+  static alreadyWritten() {
+    return new StorageRefusal(403, 'AccessDenied', 'This upload URL was already used; the stored object cannot be replaced');
+  }
+  /** A PUT to a key another request is writing right now (S3's answer to racing writes). */
+  static conflictingOperation() {
+    return new StorageRefusal(409, 'OperationAborted', 'A conflicting conditional operation is currently in progress against this resource. Please try again.');
+  }
+  /** Too many uploads in progress for the user or the server. */
+  static slowDown() {
+    return new StorageRefusal(503, 'SlowDown', 'Please reduce your request rate.');
+  }
   static methodNotAllowed() {
     return new StorageRefusal(405, 'MethodNotAllowed', 'The specified method is not allowed against this resource.');
   }

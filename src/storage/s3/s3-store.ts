@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { S3Config } from '../../config.js';
-import { signedUploadHeaders, type ObjectInfo, type ObjectStore, type PresignPutInput } from '../object-store.js';
+import { signedUploadHeaders, type DownloadHeaders, type ObjectInfo, type ObjectStore, type PresignPutInput } from '../object-store.js';
 import { SigV4Signer } from '../sigv4.js';
 
 /** Where the store is and how to reach it: the S3 part of the config, less the start-up switches. */
@@ -81,11 +81,20 @@ export class S3Store implements ObjectStore {
     });
   }
 
-  async presignGet(key: string, expiresInSeconds: number): Promise<string> {
+  /**
+   * With `response`, the URL carries signed `response-content-type` and
+   * `response-content-disposition` parameters: the service answers with those
+   * headers whatever type the uploader declared, and nobody can strip them
+   * without breaking the signature.
+   */
+  async presignGet(key: string, expiresInSeconds: number, response?: DownloadHeaders): Promise<string> {
     return this.signer.presign({
       method: 'GET',
       origin: this.address.origin,
       pathSegments: this.pathOf(key),
+      ...(response === undefined
+        ? {}
+        : { query: { 'response-content-type': response.contentType, 'response-content-disposition': response.contentDisposition } }),
       expiresInSeconds,
     });
   }
@@ -126,6 +135,23 @@ export class S3Store implements ObjectStore {
       throw err;
     }
     return readAtMost(body, wanted);
+  }
+
+  /**
+   * A GET with `If-Match: etag`: the service itself refuses (412) when the
+   * object was replaced since, so the stream is exactly the verified bytes
+   * even if a presigned PUT URL is replayed while we read.
+   */
+  async openVerified(key: string, etag: string): Promise<Readable | 'changed' | 'missing'> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, IfMatch: etag }));
+      return out.Body as Readable;
+    } catch (err) {
+      const status = statusOf(err);
+      if (status === 412) return 'changed';
+      if (status === 404) return 'missing';
+      throw err;
+    }
   }
 
   async put(key: string, body: Readable, contentType: string): Promise<void> {
