@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { benchAuthTiming } from './auth-timing.js';
 import { benchIngest } from './ingest.js';
+import { BENCH_POSTGRES_URL, describe, postgresUnreachable } from './lib/postgres.js';
 import { ROOT } from './lib/processes.js';
 import { fmt, type Summary } from './lib/stats.js';
 import { benchPresign } from './presign.js';
@@ -47,10 +48,30 @@ const s3Env = rgwUp
     }
   : null;
 if (!rgwUp) log(`Ceph RGW not reachable at ${s3Endpoint}: S3-mode rows skipped (start it with scripts/ceph-rgw.sh)`);
-const presign = await benchPresign({ connections: [10, 50, 100], rounds: quick ? 1 : 3, seconds: quick ? 1 : 3, s3Env, log });
+const pgDown = await postgresUnreachable(BENCH_POSTGRES_URL);
+const postgresAdminUrl = pgDown === null ? BENCH_POSTGRES_URL : null;
+const pgSkipNote = `PostgreSQL not reachable at ${describe(BENCH_POSTGRES_URL)} (${pgDown})`;
+if (pgDown !== null) {
+  process.stderr.write(
+    `\n  !!! ${pgSkipNote}: EVERY PostgreSQL row (presign, status, scale) is SKIPPED.\n` +
+      '  !!! Start PostgreSQL 15+ on 127.0.0.1:5432 (trust auth) or set BENCH_POSTGRES_URL to a role that may CREATE DATABASE.\n\n',
+  );
+}
+const presign = await benchPresign({
+  connections: [10, 50, 100],
+  rounds: quick ? 1 : 3,
+  seconds: quick ? 1 : 3,
+  s3Env,
+  postgresAdminUrl,
+  statusConnections: 50,
+  log,
+});
 const ingest = await benchIngest({ sizeMiB: quick ? 20 : 200, rounds: quick ? 1 : 3, s3Endpoint, log });
 const levels = (process.env.BENCH_SCALE_LEVELS ?? (quick ? '10000' : '10000,100000,1000000')).split(',').map(Number);
-const scale = await benchScale({ levels, rounds: quick ? 1 : 3, seconds: quick ? 1 : 2, connections: 50, log });
+const scale = await benchScale({ levels, rounds: quick ? 1 : 3, seconds: quick ? 1 : 2, connections: 50, dialect: 'sqlite', log });
+const scalePg = postgresAdminUrl
+  ? await benchScale({ levels, rounds: quick ? 1 : 3, seconds: quick ? 1 : 2, connections: 50, dialect: 'postgres', postgresAdminUrl, log })
+  : null;
 const timing = await benchAuthTiming(quick ? 2000 : 20000);
 const verification = await benchVerification(quick ? 10 : 100, quick ? 3 : 10);
 
@@ -80,6 +101,22 @@ for (const r of presign.rows) {
   } else {
     out.push(`| presign (S3 mode), ${r.connections} conn | req/s | skipped: Ceph RGW not reachable at ${s3Endpoint} | — | — | — | ≥ 0.6× |`);
   }
+  if (r.postgres) {
+    out.push(
+      `| presign (PostgreSQL), ${r.connections} conn | req/s | ${fmt(r.postgres.keyframe.rps)} | AWS SDK getSignedUrl + one pg INSERT per request (pool) | ${fmt(r.postgres.sdk.rps)} | ${ratio(r.postgres.vsSdk)} | ≥ 5× |`,
+      `| presign (PostgreSQL), ${r.connections} conn | req/s | ${fmt(r.postgres.keyframe.rps)} | Keyframe on SQLite, same rounds | ${fmt(r.keyframe.rps)} | ${ratio(r.postgres.vsSqlite)} | ≥ 0.7× |`,
+    );
+  } else {
+    out.push(`| presign (PostgreSQL), ${r.connections} conn | req/s | skipped: ${pgSkipNote} | — | — | — | ≥ 5× / ≥ 0.7× |`);
+  }
+}
+if (presign.status) {
+  const st = presign.status;
+  out.push(
+    `| upload status (verified, PostgreSQL), ${st.connections} conn | req/s | ${fmt(st.postgres.rps)} | Keyframe on SQLite, same rounds | ${fmt(st.sqlite.rps)} | ${ratio(st.ratio)} | — |`,
+  );
+} else {
+  out.push(`| upload status (verified, PostgreSQL) | req/s | skipped: ${pgSkipNote} | — | — | — | — |`);
 }
 out.push(
   `| upload ${ingest.sizeMiB} MiB (disk store) | MiB/s | ${fmt(ingest.keyframe)} | bare node:http → file + SHA-256 (runtime ceiling) | ${fmt(ingest.runtime)} | ${ratio(ingest.vsRuntime)} | ≥ 0.9× |`,
@@ -89,12 +126,18 @@ out.push(
     : `| upload ${ingest.sizeMiB} MiB (disk store) | MiB/s | ${fmt(ingest.keyframe)} | Ceph RGW presigned PUT | skipped: ${ingest.rgwNote} | — | ≥ 2× |`,
   `| upload ${ingest.sizeMiB} MiB (disk store) | peak RSS growth, MiB | ${fmt(ingest.keyframeRssGrowthMiB, 1)} | bare node:http handler | ${fmt(ingest.runtimeRssGrowthMiB, 1)} | — | < 64 MiB |`,
 );
-for (const s of scale.rows) {
-  out.push(
-    `| presign with 10^${Math.log10(s.uploads).toFixed(0)} uploads + keys recorded | req/s | ${fmt(s.presignRps)} | same server, near-empty db | ${fmt(s.baselinePresignRps)} | ${ratio(s.presignRatio)} | flat (≈ 1×) |`,
-    `| auth lookup (unknown key → 401) with 10^${Math.log10(s.apiKeys).toFixed(0)} keys | req/s | ${fmt(s.authMissRps)} | same server, near-empty db | ${fmt(s.baselineAuthMissRps)} | ${ratio(s.authRatio)} | flat (≈ 1×) |`,
-    `| upload status (verified) with 10^${Math.log10(s.uploads).toFixed(0)} uploads recorded | req/s | ${fmt(s.statusRps)} | same server, near-empty db | ${fmt(s.baselineStatusRps)} | ${ratio(s.statusRatio)} | flat (≈ 1×) |`,
-  );
+for (const [label, result] of [['', scale], [' (PostgreSQL)', scalePg]] as const) {
+  if (!result) {
+    out.push(`| scale rows (PostgreSQL) | req/s | skipped: ${pgSkipNote} | — | — | — | flat (≈ 1×) |`);
+    continue;
+  }
+  for (const s of result.rows) {
+    out.push(
+      `| presign${label} with 10^${Math.log10(s.uploads).toFixed(0)} uploads + keys recorded | req/s | ${fmt(s.presignRps)} | same server, near-empty db | ${fmt(s.baselinePresignRps)} | ${ratio(s.presignRatio)} | flat (≈ 1×) |`,
+      `| auth lookup${label} (unknown key → 401) with 10^${Math.log10(s.apiKeys).toFixed(0)} keys | req/s | ${fmt(s.authMissRps)} | same server, near-empty db | ${fmt(s.baselineAuthMissRps)} | ${ratio(s.authRatio)} | flat (≈ 1×) |`,
+      `| upload status${label} (verified) with 10^${Math.log10(s.uploads).toFixed(0)} uploads recorded | req/s | ${fmt(s.statusRps)} | same server, near-empty db | ${fmt(s.baselineStatusRps)} | ${ratio(s.statusRatio)} | flat (≈ 1×) |`,
+    );
+  }
 }
 out.push(
   '',
@@ -112,6 +155,11 @@ for (const r of presign.rows) {
   const lat = (s: { p50: Summary; p99: Summary }) => `${s.p50.median} / ${s.p99.median}`;
   out.push(`| ${r.connections} connections | ${lat(r.keyframe)} | ${lat(r.bare)} | ${lat(r.sdk)} | ${r.keyframe.errors} / ${r.bare.errors} / ${r.sdk.errors} |`);
   if (r.keyframeS3) out.push(`| ${r.connections} connections, Keyframe S3 mode | ${lat(r.keyframeS3)} | | | ${r.keyframeS3.errors} |`);
+  if (r.postgres) {
+    out.push(
+      `| ${r.connections} connections, PostgreSQL (Keyframe / — / SDK + pg INSERT) | ${lat(r.postgres.keyframe)} | | ${lat(r.postgres.sdk)} | ${r.postgres.keyframe.errors} / — / ${r.postgres.sdk.errors} |`,
+    );
+  }
 }
 out.push('', '| Key check timing (in-process `ApiKeys.authenticate`, interleaved) | median µs | p90 µs |', '|---|---|---|');
 for (const [name, t] of Object.entries(timing.classes)) out.push(`| ${name} | ${t.medianUs.toFixed(1)} | ${t.p90Us.toFixed(1)} |`);
@@ -119,7 +167,10 @@ out.push(
   '',
   `Shared-prefix minus random (right length): ${timing.sharedPrefixMinusRandomUs.toFixed(2)} µs; ` +
     `wrong length minus right length: ${timing.wrongLengthMinusRightLengthUs.toFixed(2)} µs (${timing.iterations} calls per class).`,
-  `Query plans: ${Object.entries(scale.queryPlans).map(([k, v]) => `${k}: \`${v}\``).join('; ')}.`,
+  `Query plans (SQLite, EXPLAIN QUERY PLAN): ${Object.entries(scale.queryPlans).map(([k, v]) => `${k}: \`${v}\``).join('; ')}.`,
+  scalePg
+    ? `Query plans (PostgreSQL, EXPLAIN, 10^${Math.log10(levels.at(-1)!).toFixed(0)} rows): ${Object.entries(scalePg.queryPlans).map(([k, v]) => `${k}: \`${v}\``).join('; ')}.`
+    : `Query plans (PostgreSQL): skipped: ${pgSkipNote}.`,
   `Whole run: ${((Date.now() - started) / 1000).toFixed(0)} s.`,
 );
 const table = out.join('\n');
@@ -128,5 +179,5 @@ process.stdout.write(table + '\n');
 const resultsDir = path.join(ROOT, 'bench/results');
 await mkdir(resultsDir, { recursive: true });
 const file = path.join(resultsDir, `${new Date().toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);
-await writeFile(file, JSON.stringify({ machine, quick, presign, ingest, scale, timing, verification, table }, null, 2));
+await writeFile(file, JSON.stringify({ machine, quick, presign, ingest, scale, scalePg, timing, verification, table }, null, 2));
 process.stderr.write(`wrote ${path.relative(ROOT, file)}\n`);

@@ -11,8 +11,13 @@ export interface Config {
   host: string;
   /** TCP port (`PORT`, default 3000; 0 picks a free port). */
   port: number;
-  /** Holds the SQLite database, the disk object store and the signing secret (`KEYFRAME_DATA_DIR`, default ./data). */
+  /**
+   * Holds the SQLite database (unless `database.url` names PostgreSQL), the disk object store,
+   * the signing secret and scratch files (`KEYFRAME_DATA_DIR`, default ./data).
+   */
   dataDir: string;
+  /** Where the metadata lives (see DatabaseConfig): PostgreSQL when a URL is set, else SQLite in the data dir. */
+  database: DatabaseConfig;
   /**
    * Base URL that clients reach this server at (`KEYFRAME_PUBLIC_URL`); upload URLs of
    * the disk store point here. Default: http://HOST:PORT (resolved after listen when PORT=0).
@@ -40,6 +45,18 @@ export interface Config {
   generation: GenerationConfig;
   /** Per-user quotas and rate limits, and the server's caps on concurrent uploads (see LimitsConfig). */
   limits: LimitsConfig;
+}
+
+/** The metadata database; the CLI reads the same settings as the server. */
+export interface DatabaseConfig {
+  /**
+   * PostgreSQL connection URL (`KEYFRAME_DATABASE_URL`, `postgres://user:password@host:5432/db`
+   * or `postgresql://…`). Unset: the embedded SQLite file `keyframe.sqlite` in the data dir.
+   * The password is never printed, in errors or logs.
+   */
+  url: string | null;
+  /** Connections in the PostgreSQL pool of this process (`KEYFRAME_DATABASE_POOL_SIZE`, default 10, 1 to 100). */
+  poolSize: number;
 }
 
 /**
@@ -131,6 +148,10 @@ export function loadConfig(env: Env = process.env): Config {
     host,
     port,
     dataDir: path.resolve(read.string('KEYFRAME_DATA_DIR', './data')),
+    database: {
+      url: read.postgresUrl('KEYFRAME_DATABASE_URL'),
+      poolSize: read.integer('KEYFRAME_DATABASE_POOL_SIZE', 10, 1, 100),
+    },
     publicUrl: publicUrl === null ? null : publicUrl.replace(/\/+$/, ''),
     uploadUrlTtlSeconds: read.integer('KEYFRAME_UPLOAD_URL_TTL_SECONDS', 900, 1, 7 * 24 * 3600),
     corsOrigins: read.list('KEYFRAME_CORS_ORIGINS'),
@@ -238,6 +259,21 @@ class EnvReader {
     }
     this.problems.push(`${name} must be an http(s) URL, got "${value}"`);
     return null;
+  }
+
+  /** A postgres:// URL; a bad one is reported without its value, which may hold a password. */
+  postgresUrl(name: string): string | null {
+    const value = this.raw(name);
+    if (value === undefined) return null;
+    let ok = false;
+    try {
+      const url = new URL(value);
+      ok = (url.protocol === 'postgres:' || url.protocol === 'postgresql:') && (url.hostname !== '' || url.searchParams.has('host'));
+    } catch {
+      // reported below
+    }
+    if (!ok) this.problems.push(`${name} must be a postgres:// or postgresql:// URL with a host (value not shown: it may hold a password)`);
+    return ok ? value : null;
   }
 
   list(name: string): string[] {

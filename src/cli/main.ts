@@ -1,6 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, loadConfig, type Config } from '../config.js';
-import { openDatabase } from '../db/database.js';
+import { databaseTargetOf, openDatabase } from '../db/database.js';
+import { postgresAddress } from '../db/postgres.js';
 import { ApiKeys } from '../domain/api-keys.js';
 import { ApiError } from '../domain/errors.js';
 import { DISK_RESERVATION_GRACE_MS } from '../domain/usage/upload-usage.js';
@@ -12,7 +13,8 @@ class UsageError extends Error {}
 
 const USAGE = `usage: keyframe <command>
 
-  serve                                   start the server
+  serve                                   start the server (applies pending migrations first)
+  migrate                                 apply pending database migrations and exit
   users create <user_id>                  add a user
   users list [--json]                     list users with their webhook secrets
   users show <user_id> [--json]           a user's usage against their limits
@@ -22,7 +24,9 @@ const USAGE = `usage: keyframe <command>
   keys revoke <key_id>                    revoke a key; it fails from the next request on
 
 Configuration comes from the environment (see README); the CLI uses the same
-KEYFRAME_DATA_DIR as the server.`;
+KEYFRAME_DATA_DIR (or KEYFRAME_DATABASE_URL) as the server. Commands other
+than serve and migrate never change the schema: when it is behind, run
+keyframe migrate.`;
 
 type Out = { stdout: (s: string) => void; stderr: (s: string) => void };
 
@@ -37,6 +41,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: Out): 
     }
     const config = loadConfig(env);
     if (group === 'serve') return await serve(config, out);
+    if (group === 'migrate') return await migrate(config, rest, out);
     if (group === 'users' && action === 'create') return await withKeys(config, (k) => usersCreate(k, rest, out));
     if (group === 'users' && action === 'list') return await withKeys(config, (k) => usersList(k, rest, out));
     if (group === 'users' && action === 'show') return await usersShow(config, rest, out);
@@ -60,7 +65,11 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: Out): 
 
 async function serve(config: Config, out: Out): Promise<number> {
   const server = await startServer(config);
-  out.stderr(`keyframe listening on ${server.url} (data in ${config.dataDir})`);
+  const where =
+    config.database.url === null
+      ? `data in ${config.dataDir}`
+      : `records in PostgreSQL ${describePostgres(config.database.url)}, files in ${config.dataDir}`;
+  out.stderr(`keyframe listening on ${server.url} (${where})`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
@@ -70,8 +79,18 @@ async function serve(config: Config, out: Out): Promise<number> {
   return 0;
 }
 
+async function migrate(config: Config, args: string[], out: Out): Promise<number> {
+  parse(args, {}, 0);
+  let applied: string[] = [];
+  const db = await openDatabase(databaseTargetOf(config), { onMigrated: (names) => (applied = names) });
+  await db.destroy();
+  if (applied.length === 0) out.stdout('the database schema is up to date; nothing to apply');
+  for (const name of applied) out.stdout(`applied ${name}`);
+  return 0;
+}
+
 async function withKeys(config: Config, run: (keys: ApiKeys) => Promise<number>): Promise<number> {
-  const db = await openDatabase(config.dataDir);
+  const db = await openDatabase(databaseTargetOf(config), { migrate: false });
   try {
     return await run(new ApiKeys(db));
   } finally {
@@ -105,7 +124,7 @@ async function usersList(keys: ApiKeys, args: string[], out: Out): Promise<numbe
 async function usersShow(config: Config, args: string[], out: Out): Promise<number> {
   const { positionals, values } = parse(args, { json: { type: 'boolean' } }, 1);
   const userId = positionals[0]!;
-  const db = await openDatabase(config.dataDir);
+  const db = await openDatabase(databaseTargetOf(config), { migrate: false });
   let usage;
   try {
     usage = await readUserUsage(db, userId, config.limits, config.storage === 'disk' ? DISK_RESERVATION_GRACE_MS : Infinity);
@@ -168,6 +187,12 @@ async function keysRevoke(keys: ApiKeys, args: string[], out: Out): Promise<numb
   }
   out.stdout(`revoked ${positionals[0]}`);
   return 0;
+}
+
+/** host:port/database, never the credentials. */
+function describePostgres(url: string): string {
+  const { host, port, database } = postgresAddress(url);
+  return `${host}:${port}/${database}`;
 }
 
 function isParseArgsError(err: unknown): boolean {

@@ -1,15 +1,52 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect, type Migration, type MigrationProvider, type SqliteDatabase } from 'kysely';
+import {
+  Kysely,
+  Migrator,
+  PostgresDialect,
+  SqliteDialect,
+  type Migration,
+  type MigrationProvider,
+  type SqliteDatabase,
+} from 'kysely';
+import type { Config } from '../config.js';
 import type { Database } from './schema.js';
+import { openPool } from './postgres.js';
+import { openPostgresChangeFeed, registerChangeFeed, sqliteChangeFeed } from './change-feed.js';
 import * as m001 from './migrations/001_initial.js';
 import * as m002 from './migrations/002_generations.js';
 import * as m003 from './migrations/003_upload_etag.js';
 import * as m004 from './migrations/004_upload_media.js';
 import * as m005 from './migrations/005_usage_indexes.js';
 
+export { DatabaseUnreachable } from './postgres.js';
+export { dialectOf } from './dialect.js';
+
 export type Db = Kysely<Database>;
+
+/** Where the metadata lives: the embedded SQLite file in a data dir, or a PostgreSQL database. */
+export type DatabaseTarget = { dialect: 'sqlite'; dataDir: string } | { dialect: 'postgres'; url: string; poolSize: number };
+
+export interface OpenDatabaseOptions {
+  /**
+   * Apply pending migrations first (serve, `keyframe migrate`, tests). false: throw
+   * SchemaBehindError when any is pending (the CLI's other commands). Default true.
+   */
+  migrate?: boolean;
+  /** Told the names of the migrations this open applied, in order (none: an empty list). */
+  onMigrated?: (applied: string[]) => void;
+}
+
+/** The schema is older than this code and the open was told not to migrate it. */
+export class SchemaBehindError extends Error {
+  constructor(readonly pending: string[]) {
+    super(
+      `the database schema is behind this version of Keyframe (${pending.length} migration${pending.length === 1 ? '' : 's'} pending): run \`keyframe migrate\``,
+    );
+    this.name = 'SchemaBehindError';
+  }
+}
 
 /** Versioned migrations, in order; a new one is a new file added here. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -22,8 +59,41 @@ const MIGRATIONS: Record<string, Migration> = {
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
 
-/** Opens (creating if needed) the embedded SQLite database in `dataDir` and brings its schema up to date. */
-export async function openDatabase(dataDir: string): Promise<Db> {
+/** PostgreSQL when `KEYFRAME_DATABASE_URL` is set, else the embedded SQLite in the data dir. */
+export function databaseTargetOf(config: Config): DatabaseTarget {
+  return config.database.url !== null
+    ? { dialect: 'postgres', url: config.database.url, poolSize: config.database.poolSize }
+    : { dialect: 'sqlite', dataDir: config.dataDir };
+}
+
+/**
+ * Opens the database the target names and brings its schema up to date (or,
+ * with `migrate: false`, checks that it is). A string is a SQLite data dir.
+ * PostgreSQL is connected to once before this resolves: an unreachable one
+ * throws DatabaseUnreachable.
+ */
+export async function openDatabase(target: DatabaseTarget | string, options: OpenDatabaseOptions = {}): Promise<Db> {
+  const t: DatabaseTarget = typeof target === 'string' ? { dialect: 'sqlite', dataDir: target } : target;
+  const db = t.dialect === 'sqlite' ? openSqlite(t.dataDir) : await openPostgres(t.url, t.poolSize);
+  try {
+    const migrator = new Migrator({ db, provider });
+    if (options.migrate ?? true) {
+      const { error, results } = await migrator.migrateToLatest();
+      if (error) throw error;
+      options.onMigrated?.((results ?? []).map((r) => r.migrationName));
+    } else {
+      // Reads the migration table only (creates nothing), so a database that was never migrated is merely "behind".
+      const pending = (await migrator.getMigrations()).filter((m) => m.executedAt === undefined).map((m) => m.name);
+      if (pending.length > 0) throw new SchemaBehindError(pending);
+    }
+  } catch (err) {
+    await db.destroy();
+    throw err;
+  }
+  return db;
+}
+
+function openSqlite(dataDir: string): Db {
   // The database holds webhook secrets and key hashes: the data dir and the file are the owner's
   // alone, whatever the umask (SQLite gives its -wal and -shm files the database file's mode).
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -38,30 +108,31 @@ export async function openDatabase(dataDir: string): Promise<Db> {
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('foreign_keys = ON');
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
-  const dataVersion = sqlite.prepare('PRAGMA data_version').pluck();
-  externalWriteVersions.set(db, () => dataVersion.get() as number);
-  await migrate(db);
+  registerChangeFeed(db, sqliteChangeFeed(sqlite));
   return db;
 }
 
-const externalWriteVersions = new WeakMap<Db, () => number>();
-
 /**
- * For caches of rows that someone else may change: a function returning a
- * number that changes whenever another connection (the CLI, another server on
- * the same file) has committed since its last call. Writes made through `db`
- * itself do not change it. Costs one PRAGMA read, no table access.
+ * A pool of `poolSize` connections (src/db/postgres.ts sets the type parsers).
+ * No statement cache: node-postgres sends each query's text with its
+ * parameters, and PostgreSQL plans it per execution, which is cheap next to
+ * the round trip.
  */
-export function externalWriteVersion(db: Db): () => number {
-  const version = externalWriteVersions.get(db);
-  if (!version) throw new Error('externalWriteVersion needs a database opened by openDatabase');
-  return version;
+async function openPostgres(url: string, poolSize: number): Promise<Db> {
+  const pool = await openPool(url, poolSize);
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  // LISTEN on a connection of its own, for the live-key cache (src/db/change-feed.ts); db.destroy() closes it.
+  try {
+    registerChangeFeed(db, await openPostgresChangeFeed(url));
+  } catch (err) {
+    await db.destroy(); // the pool's connections
+    throw err;
+  }
+  return db;
 }
 
-async function migrate(db: Db): Promise<void> {
-  const { error } = await new Migrator({ db, provider }).migrateToLatest();
-  if (error) throw error;
-}
+/** Caches of rows that other processes may change ask `changeFeedOf(db)` (src/db/change-feed.ts). */
+export { changeFeedOf } from './change-feed.js';
 
 /** Distinct statements kept prepared; the app runs a few dozen, batched inserts up to a hundred more. */
 const STATEMENT_CACHE_SIZE = 512;

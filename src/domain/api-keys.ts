@@ -1,10 +1,12 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { CompiledQuery } from 'kysely';
+import { announceKeyChange } from '../db/change-feed.js';
 import type { Db } from '../db/database.js';
 import { randomId } from './ids.js';
 import { USER_ID_PATTERN } from './object-keys.js';
 import { ApiError, INVALID_API_KEY } from './errors.js';
 import { LiveKeyCache } from './live-key-cache.js';
+import type { Principal } from './principal.js';
 
 /** The scope Prism documents; it grants uploads, generations and their status. */
 export const DEFAULT_SCOPE = 'templates:read';
@@ -14,12 +16,6 @@ const KEY_PREFIX = 'prism_sk_';
 /** `prism_sk_` + 32 random bytes in base64url. */
 const KEY_PATTERN = /^prism_sk_[A-Za-z0-9_-]{43}$/;
 const DISPLAY_PREFIX_LENGTH = KEY_PREFIX.length + 6;
-
-export interface Principal {
-  keyId: string;
-  userId: string;
-  scopes: readonly string[];
-}
 
 export interface ApiKeyInfo {
   id: string;
@@ -132,13 +128,21 @@ export class ApiKeys {
     return (await query.execute()).map(toInfo);
   }
 
-  /** Revokes a key; false when there is no such key. Revoking twice keeps the first time. */
+  /**
+   * Revokes a key; false when there is no such key. Revoking twice keeps the first time.
+   * Every other process on the database hears of it when the transaction commits
+   * (announceKeyChange); this process's cache is emptied before this returns.
+   */
   async revokeKey(keyId: string): Promise<boolean> {
-    const exists = await this.db.selectFrom('api_keys').select('id').where('id', '=', keyId).executeTakeFirst();
-    if (!exists) return false;
-    await this.db.updateTable('api_keys').set({ revoked_at: now() }).where('id', '=', keyId).where('revoked_at', 'is', null).execute();
-    this.liveKeys.clear();
-    return true;
+    const revoked = await this.db.transaction().execute(async (trx) => {
+      const exists = await trx.selectFrom('api_keys').select('id').where('id', '=', keyId).executeTakeFirst();
+      if (!exists) return false;
+      await trx.updateTable('api_keys').set({ revoked_at: now() }).where('id', '=', keyId).where('revoked_at', 'is', null).execute();
+      await announceKeyChange(trx);
+      return true;
+    });
+    if (revoked) this.liveKeys.clear();
+    return revoked;
   }
 }
 

@@ -3,7 +3,7 @@ import type { Db } from '../db/database.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { ApiError, validationError } from './errors.js';
 import { ALLOWED_CONTENT_TYPES, lookupMediaType, MAX_BYTES } from './media-types.js';
-import { newUploadKey } from './object-keys.js';
+import { newUploadKey, parseUploadKey } from './object-keys.js';
 import type { UploadQuota } from './usage/upload-quota.js';
 
 export interface PresignRequest {
@@ -29,6 +29,8 @@ export interface ArrivedObject {
   contentType: string;
 }
 
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+
 /** Creating upload URLs and keeping the record of each upload. */
 export class Uploads {
   /** Upload records of concurrent presigns share one transaction; each presign answers after its own commit. */
@@ -49,6 +51,11 @@ export class Uploads {
     const media = lookupMediaType(request.contentType);
     if (!media) {
       throw validationError(`Unsupported contentType; allowed: ${ALLOWED_CONTENT_TYPES.join(', ')}`);
+    }
+    // Bookkeeping only, but kept as text on every database: PostgreSQL's text cannot hold NUL,
+    // and control characters in a name serve nobody but log and terminal injection.
+    if (request.fileName !== undefined && CONTROL_CHARACTER.test(request.fileName)) {
+      throw validationError('fileName must not contain control characters (U+0000 to U+001F, U+007F)');
     }
     const maxBytes = MAX_BYTES[media.family];
     const contentLength = request.contentLength ?? null;
@@ -134,5 +141,7 @@ export class Uploads {
       .where('s3_key', '=', object.key)
       .where('state', '=', 'pending')
       .execute();
+    const owner = parseUploadKey(object.key)?.userId;
+    if (owner !== undefined) this.quota?.markStale(owner);
   }
 }

@@ -1,6 +1,7 @@
 import type { FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import { ApiError } from '../domain/errors.js';
-import type { ApiKeys, Principal } from '../domain/api-keys.js';
+import type { ApiKeys } from '../domain/api-keys.js';
+import type { Principal } from '../domain/principal.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

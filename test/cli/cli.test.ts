@@ -1,13 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { BIN, ensureBuilt, ROOT } from '../helpers/build.js';
+import { testDatabase, type TestDatabase } from '../helpers/database.js';
 
-let dataDir: string;
+/** The database every command and server here shares: a data dir, and on postgres a database of its own. */
+let database: TestDatabase;
 
 
 interface Run {
@@ -16,12 +15,12 @@ interface Run {
   stderr: string;
 }
 
-/** Runs the real `keyframe` command against the test data dir. */
+/** Runs the real `keyframe` command against the test database (KEYFRAME_DATA_DIR, and KEYFRAME_DATABASE_URL on postgres). */
 function keyframe(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', KEYFRAME_DATA_DIR: dataDir, LOG_LEVEL: 'silent', ...env },
+      env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'silent', ...database.env, ...env },
     });
     let stdout = '';
     let stderr = '';
@@ -50,11 +49,13 @@ const oneLine = (text: string) => {
   expect(text.trim().length).toBeGreaterThan(0);
 };
 
-beforeAll(() => {
+beforeAll(async () => {
   ensureBuilt();
-  dataDir = mkdtempSync(path.join(tmpdir(), 'keyframe-cli-'));
+  database = await testDatabase('cli');
+  // Migrated as an install is (by `serve` or a migration step): the CLI's commands work on a current schema.
+  await database.migrate();
 });
-afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+afterAll(async () => database?.dispose());
 
 describe('keyframe users', () => {
   it('creates and lists users', async () => {
@@ -218,7 +219,7 @@ describe('the CLI and a running server share the data dir', () => {
     baseUrl = `http://127.0.0.1:${port}`;
     server = spawn(process.execPath, [BIN, 'serve'], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', KEYFRAME_DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'silent' },
+      env: { PATH: process.env.PATH ?? '', PORT: String(port), LOG_LEVEL: 'silent', ...database.env },
       stdio: 'ignore',
     });
     for (let i = 0; i < 100; i++) {

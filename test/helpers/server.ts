@@ -1,12 +1,12 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { loadConfig } from '../../src/config.js';
 import { ApiKeys, type CreatedApiKey } from '../../src/domain/api-keys.js';
 import { startServer, type RunningServer } from '../../src/server.js';
+import { testDatabase, type TestDatabase } from './database.js';
 
 export interface TestServer extends RunningServer {
   dataDir: string;
+  /** The server's own fresh database, of the vitest project's dialect (test/helpers/database.ts). */
+  database: TestDatabase;
   apiKeys: ApiKeys;
   /** Creates a key (and its user) and returns it. */
   createKey(userId: string, scopes?: string[]): Promise<CreatedApiKey>;
@@ -26,15 +26,27 @@ export const QUOTAS_LIFTED: Record<string, string> = {
   KEYFRAME_MAX_STORED_BYTES: String(2 ** 50),
 };
 
-/** A real server on a free loopback port with its own data dir; `env` overrides the config. */
+/**
+ * A real server on a free loopback port with its own data dir and its own fresh
+ * database of the project's dialect (SQLite in the data dir, or a new
+ * PostgreSQL database); `env` overrides the config. `stop()` removes both.
+ */
 export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'keyframe-test-'));
-  const config = loadConfig({ HOST: '127.0.0.1', PORT: '0', KEYFRAME_DATA_DIR: dataDir, LOG_LEVEL: 'silent', ...env });
-  const server = await startServer(config);
+  const database = await testDatabase('test');
+  const dataDir = database.dataDir;
+  let server: RunningServer;
+  try {
+    const config = loadConfig({ HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'silent', ...database.env, ...env });
+    server = await startServer(config);
+  } catch (err) {
+    await database.dispose();
+    throw err;
+  }
   const apiKeys = new ApiKeys(server.db);
   return {
     ...server,
     dataDir,
+    database,
     apiKeys,
     createKey: (userId, scopes) => apiKeys.createKey({ userId, scopes }),
     async api(method, pathname, options = {}) {
@@ -56,9 +68,13 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
       return { status: res.status, body, headers: res.headers };
     },
     async stop() {
-      await server.close();
-      // A verification or render finishing during close may still be writing a scratch file under tmp/.
-      await rm(dataDir, { recursive: true, force: true, maxRetries: 5 });
+      try {
+        await server.close();
+      } finally {
+        // Removes the data dir (a verification or render finishing during close may still be writing
+        // a scratch file under tmp/: removal retries) and drops the PostgreSQL database.
+        await database.dispose();
+      }
     },
   };
 }

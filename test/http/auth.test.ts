@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import SQLite from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { storedBytes } from '../helpers/database.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const PRESIGN = '/api/s3/presign-upload';
@@ -140,9 +140,10 @@ describe('key storage and scopes', () => {
   it('stores only a SHA-256 hash and a short display prefix, never the key', async () => {
     const created = await server.createKey('grace');
     const secret = created.key.slice('prism_sk_'.length);
-    const db = new SQLite(path.join(server.dataDir, 'keyframe.sqlite'), { readonly: true });
+    // Read back through another connection: what is committed, as stored.
+    const db = await server.database.secondConnection();
     try {
-      const row = db.prepare('SELECT * FROM api_keys WHERE id = ?').get(created.id) as Record<string, unknown>;
+      const row = (await db.selectFrom('api_keys').selectAll().where('id', '=', created.id).executeTakeFirstOrThrow()) as Record<string, unknown>;
       expect(row.key_hash).toBe(createHash('sha256').update(created.key).digest('hex'));
       expect(created.key.startsWith(String(row.display_prefix))).toBe(true);
       expect(String(row.display_prefix).length).toBeLessThanOrEqual('prism_sk_'.length + 8);
@@ -151,15 +152,14 @@ describe('key storage and scopes', () => {
         expect(String(value), column).not.toContain(secret.slice(-16));
       }
     } finally {
-      db.close();
+      await db.destroy();
     }
-    // Nor anywhere else in the database files (main file and write-ahead log).
-    for (const file of ['keyframe.sqlite', 'keyframe.sqlite-wal']) {
-      const p = path.join(server.dataDir, file);
-      if (!existsSync(p)) continue;
-      const bytes = readFileSync(p);
-      expect(bytes.includes(secret.slice(0, 16)), file).toBe(false);
-      expect(bytes.includes(secret.slice(-16)), file).toBe(false);
+    // Nor anywhere else in the database: SQLite's main file and write-ahead log, or a dump of all of PostgreSQL's rows.
+    const stored = await storedBytes(server.database);
+    expect(stored.length).toBeGreaterThan(0);
+    for (const { name, bytes } of stored) {
+      expect(bytes.includes(secret.slice(0, 16)), name).toBe(false);
+      expect(bytes.includes(secret.slice(-16)), name).toBe(false);
     }
   });
 

@@ -1,16 +1,18 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import SQLite from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import type { Db } from '../../src/db/database.js';
 import { freePort } from '../../src/free-port.js';
 import { BIN, ensureBuilt, ROOT } from '../helpers/build.js';
+import { testDatabase, type TestDatabase } from '../helpers/database.js';
 const run = promisify(execFile);
 
-let dataDir: string;
+let database: TestDatabase;
+/** A connection of the test's own to the servers' database: it sees what they have committed. */
+let reader: Db;
 let port: number;
 let env: NodeJS.ProcessEnv;
 const children = new Set<ChildProcess>();
@@ -48,27 +50,25 @@ async function api(method: string, pathname: string, key: string, body?: unknown
   return { status: res.status, body: await res.json() };
 }
 
-/** The job's row, read from the server's own database file. */
-function jobRow(id: string): { status: string; started_at: string | null; attempts: number; error: string | null } {
-  const db = new SQLite(path.join(dataDir, 'keyframe.sqlite'), { readonly: true });
-  try {
-    return db.prepare('select status, started_at, attempts, error from generations where id = ?').get(id) as ReturnType<typeof jobRow>;
-  } finally {
-    db.close();
-  }
+/** The job's row, read from the servers' database through the test's own connection. */
+async function jobRow(id: string): Promise<{ status: string; started_at: string | null; attempts: number; error: string | null }> {
+  return reader.selectFrom('generations').select(['status', 'started_at', 'attempts', 'error']).where('id', '=', id).executeTakeFirstOrThrow();
 }
 
 beforeAll(async () => {
   // The child runs the compiled code: compile the current sources first.
   ensureBuilt();
-  dataDir = await mkdtemp(path.join(tmpdir(), 'keyframe-restart-'));
+  // The servers' database, of the project's dialect; migrated first, since the CLI runs before any server.
+  database = await testDatabase('restart');
+  await database.migrate();
+  reader = await database.secondConnection();
   port = await freePort();
-  env = { ...process.env, HOST: '127.0.0.1', PORT: String(port), KEYFRAME_DATA_DIR: dataDir, LOG_LEVEL: 'warn' };
+  env = { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...database.env };
 });
 
 afterAll(async () => {
   await Promise.all([...children].map(killHard));
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  await database?.dispose();
 });
 
 describe('a server killed while a job runs', () => {
@@ -92,11 +92,11 @@ describe('a server killed while a job runs', () => {
     });
     expect(created.status).toBe(200);
     const id = created.body.generations[0].generation_id as string;
-    for (let i = 0; i < 200 && jobRow(id).started_at === null; i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 200 && (await jobRow(id)).started_at === null; i++) await new Promise((r) => setTimeout(r, 50));
 
     await killHard(server);
     // The kill interrupted the job: the database still says it is running.
-    expect(jobRow(id)).toMatchObject({ status: 'generating', started_at: expect.any(String), attempts: 1 });
+    expect(await jobRow(id)).toMatchObject({ status: 'generating', started_at: expect.any(String), attempts: 1 });
 
     server = await serve();
     let final: any;
@@ -108,7 +108,7 @@ describe('a server killed while a job runs', () => {
     expect(['completed', 'failed']).toContain(final.status);
     if (final.status === 'completed') {
       expect(final.video_url).toEqual(expect.any(String));
-      expect(jobRow(id).attempts).toBe(2);
+      expect((await jobRow(id)).attempts).toBe(2);
     } else {
       expect(final.error).toEqual(expect.stringMatching(/\S/));
     }

@@ -1,7 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { refuseInserts } from '../helpers/database.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const PRESIGN = '/api/s3/presign-upload';
@@ -214,15 +214,15 @@ describe('POST /api/s3/presign-upload: 500 server_error', () => {
   it('when the upload cannot be recorded: the envelope, and nothing of the cause', async () => {
     const detail = 'internal-detail-7f3a SELECT key_hash FROM api_keys';
     // A real failure of the real database: a trigger that aborts every new upload record.
-    await sql`CREATE TRIGGER refuse_uploads BEFORE INSERT ON uploads BEGIN SELECT RAISE(ABORT, ${sql.lit(detail)}); END`.execute(server.db);
+    const allowAgain = await refuseInserts(server.db, { table: 'uploads', message: detail });
     try {
       const res = await presign({ kind: 'upload', contentType: 'image/png' });
       const body = expectEnvelope(res, 500, 'server_error');
       expect(res.text).not.toContain('internal-detail-7f3a');
-      expect(res.text).not.toMatch(/trigger|uploads|SQLITE|key_hash/i);
+      expect(res.text).not.toMatch(/trigger|uploads|SQLITE|pl\/pgsql|postgres|key_hash/i);
       expect(body.message).toBe('Internal server error');
     } finally {
-      await sql`DROP TRIGGER refuse_uploads`.execute(server.db);
+      await allowAgain();
     }
     expect((await presign({ kind: 'upload', contentType: 'image/png' })).status).toBe(200);
   });
@@ -361,8 +361,6 @@ describe('POST /api/s3/presign-upload: 200', () => {
     '../../../../etc/passwd',
     '..\\..\\windows\\win.ini',
     '/etc/shadow.png',
-    'evil\u0000name.html',
-    'line\r\nbreak\u001b[31m.svg',
     '%2e%2e%2fescape.png',
     'users/bob/user-uploads/b/f.png',
   ])('fileName %j never reaches the key or a path', async (fileName) => {
@@ -376,4 +374,16 @@ describe('POST /api/s3/presign-upload: 200', () => {
     const onDisk = (await readdir(server.dataDir, { recursive: true })).map(String);
     expect(onDisk.filter((p) => stem.length > 2 && p.includes(stem))).toEqual([]);
   });
+
+  it.each(['evil\u0000name.html', 'line\r\nbreak\u001b[31m.svg', 'tab\there.png', 'del\u007f.png'])(
+    'fileName %j with control characters is a 400 on every database, and nothing is recorded',
+    async (fileName) => {
+      const before = await server.db.selectFrom('uploads').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+      const res = await presign({ kind: 'upload', contentType: 'image/webp', fileName });
+      expect(res.status, res.text).toBe(400);
+      expect(JSON.parse(res.text)).toEqual({ error: 'validation_error', message: 'fileName must not contain control characters (U+0000 to U+001F, U+007F)' });
+      const after = await server.db.selectFrom('uploads').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+      expect(Number(after.n)).toBe(Number(before.n));
+    },
+  );
 });

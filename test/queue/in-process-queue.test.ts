@@ -1,23 +1,21 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openDatabase, type Db } from '../../src/db/database.js';
+import type { Db } from '../../src/db/database.js';
 import { InProcessQueue } from '../../src/queue/in-process-queue.js';
 import type { JobHandler } from '../../src/queue/job-queue.js';
+import { testDatabase, type TestDatabase } from '../helpers/database.js';
 
-let dir: string;
+let database: TestDatabase;
 let db: Db;
 
 beforeEach(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'keyframe-queue-'));
-  db = await openDatabase(dir);
+  database = await testDatabase('queue');
+  db = await database.open();
   await db.insertInto('users').values({ id: 'u', webhook_secret: 'whsec_x', created_at: new Date().toISOString() }).execute();
 });
 
 afterEach(async () => {
   await db.destroy();
-  await rm(dir, { recursive: true, force: true });
+  await database.dispose();
 });
 
 async function addJob(id: string, state: { started_at?: string | null; attempts?: number } = {}): Promise<void> {

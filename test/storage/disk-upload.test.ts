@@ -9,11 +9,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase, type Db } from '../../src/db/database.js';
+import type { Db } from '../../src/db/database.js';
 import { ApiKeys } from '../../src/domain/api-keys.js';
 import { DiskStore } from '../../src/storage/disk/disk-store.js';
 import { SigV4Signer } from '../../src/storage/sigv4.js';
 import { ensureBuilt, ROOT } from '../helpers/build.js';
+import { testDatabase, type TestDatabase } from '../helpers/database.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { rawRequest as rawSocketRequest, requestHead } from '../reliability/support/raw-http.js';
 
@@ -848,6 +849,7 @@ describe('CORS for browser uploads', () => {
 describe('through a separate server process (node bin/keyframe.js serve)', () => {
   const VIDEO_BYTES = 150 * MiB;
   let child: ChildProcess;
+  let database: TestDatabase;
   let dataDir: string;
   let baseUrl: string;
   let db: Db;
@@ -875,7 +877,8 @@ describe('through a separate server process (node bin/keyframe.js serve)', () =>
 
   beforeAll(async () => {
     ensureBuilt();
-    dataDir = mkdtempSync(path.join(tmpdir(), 'keyframe-video-'));
+    database = await testDatabase('video');
+    dataDir = database.dataDir;
     const port = await new Promise<number>((resolve, reject) => {
       const probe = net.createServer().once('error', reject);
       probe.listen(0, '127.0.0.1', () => {
@@ -886,7 +889,7 @@ describe('through a separate server process (node bin/keyframe.js serve)', () =>
     baseUrl = `http://127.0.0.1:${port}`;
     child = spawn(process.execPath, [path.join(ROOT, 'bin/keyframe.js'), 'serve'], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', PORT: String(port), KEYFRAME_DATA_DIR: dataDir, LOG_LEVEL: 'warn' },
+      env: { PATH: process.env.PATH ?? '', PORT: String(port), LOG_LEVEL: 'warn', ...database.env },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     for (let i = 0; ; i++) {
@@ -894,14 +897,14 @@ describe('through a separate server process (node bin/keyframe.js serve)', () =>
       if (i === 100) throw new Error('keyframe serve did not start within 10 s');
       await new Promise((r) => setTimeout(r, 100));
     }
-    db = await openDatabase(dataDir);
+    db = await database.open();
     videoKey = (await new ApiKeys(db).createKey({ userId: 'victor' })).key;
   });
   afterAll(async () => {
     child?.kill('SIGTERM');
     if (child && child.exitCode === null) await once(child, 'exit');
     await db?.destroy();
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    await database?.dispose();
   });
 
   const presignOnChild = async (contentType: string) => {

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { textType } from '../dialect.js';
 
 /**
  * What verification learnt about an upload's media (ffprobe on a private copy):
@@ -15,7 +16,9 @@ const COLUMNS = [
 
 export async function up(db: Kysely<unknown>): Promise<void> {
   // One column per statement: SQLite's ALTER TABLE adds one at a time.
-  for (const [name, type] of COLUMNS) await db.schema.alterTable('uploads').addColumn(name, type).execute();
+  for (const [name, type] of COLUMNS) {
+    await db.schema.alterTable('uploads').addColumn(name, type === 'text' ? textType(db) : type).execute();
+  }
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {

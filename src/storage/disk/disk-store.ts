@@ -173,13 +173,10 @@ export class DiskStore implements ObjectStore {
   }
 
   async getRange(key: string, start: number, end: number): Promise<Buffer | null> {
-    let handle: fsp.FileHandle;
-    try {
-      handle = await fsp.open(this.objectPath(key), 'r');
-    } catch (err) {
-      if (isNotFound(err)) return null;
-      throw err;
-    }
+    // Through openWithMeta, so an object whose delete a crash interrupted (a tombstone beside it) reads as gone.
+    const opened = await this.openWithMeta(key);
+    if (!opened) return null;
+    const { handle } = opened;
     try {
       const buffer = Buffer.alloc(Math.max(0, end - start + 1));
       const { bytesRead } = await handle.read(buffer, 0, buffer.length, start);
