@@ -7,6 +7,18 @@ import { fileURLToPath } from 'node:url';
  * reads `process.env` on its own.
  */
 export interface Config {
+  /**
+   * What this process runs (`KEYFRAME_ROLE`, or `keyframe serve --role`, or `keyframe worker`):
+   * `all` (default, the embedded install: the HTTP API and the generation worker in one process),
+   * `api` (the HTTP API only: it queues generations and never starts one) or `worker` (jobs only, no
+   * HTTP port). The split roles are for several processes on one database and an S3 store.
+   */
+  role: Role;
+  /**
+   * Seconds an orderly shutdown (SIGTERM, SIGINT) may take before the process exits at once, non-zero
+   * (`KEYFRAME_SHUTDOWN_TIMEOUT_SECONDS`, default 30, 1 to 3600).
+   */
+  shutdownTimeoutSeconds: number;
   /** Interface the HTTP server binds to (`HOST`, default 127.0.0.1). */
   host: string;
   /** TCP port (`PORT`, default 3000; 0 picks a free port). */
@@ -46,6 +58,9 @@ export interface Config {
   /** Per-user quotas and rate limits, and the server's caps on concurrent uploads (see LimitsConfig). */
   limits: LimitsConfig;
 }
+
+export const ROLES = ['all', 'api', 'worker'] as const;
+export type Role = (typeof ROLES)[number];
 
 /** The metadata database; the CLI reads the same settings as the server. */
 export interface DatabaseConfig {
@@ -95,6 +110,12 @@ export interface GenerationConfig {
   timeoutSeconds: number;
   /** Starts of one job before a restart gives up on it (`KEYFRAME_GENERATION_MAX_ATTEMPTS`, default 2). */
   maxAttempts: number;
+  /**
+   * Lease of a running job in seconds (`KEYFRAME_GENERATION_LEASE_SECONDS`, default 30): renewed every
+   * third of it while the job runs; a job whose worker died is taken up by another (or by the restarted
+   * process) once its lease lapsed, about a lease and a third after the last renewal.
+   */
+  leaseSeconds: number;
   /** `KEYFRAME_WEBHOOK_ALLOW_PRIVATE=true` lets webhooks reach loopback/private addresses (default false: SSRF guard). */
   webhookAllowPrivate: boolean;
 }
@@ -144,12 +165,18 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push('KEYFRAME_SIGNING_SECRET must be at least 32 characters');
   }
 
+  const role = read.oneOf('KEYFRAME_ROLE', ROLES, 'all');
+  const databaseUrl = read.postgresUrl('KEYFRAME_DATABASE_URL');
+  if (role !== 'all') multiNodeProblems(role, { storage, databaseUrl, signingSecret, publicUrl }, problems);
+
   const config: Config = {
+    role,
+    shutdownTimeoutSeconds: read.integer('KEYFRAME_SHUTDOWN_TIMEOUT_SECONDS', 30, 1, 3600),
     host,
     port,
     dataDir: path.resolve(read.string('KEYFRAME_DATA_DIR', './data')),
     database: {
-      url: read.postgresUrl('KEYFRAME_DATABASE_URL'),
+      url: databaseUrl,
       poolSize: read.integer('KEYFRAME_DATABASE_POOL_SIZE', 10, 1, 100),
     },
     publicUrl: publicUrl === null ? null : publicUrl.replace(/\/+$/, ''),
@@ -164,6 +191,7 @@ export function loadConfig(env: Env = process.env): Config {
       concurrency: read.integer('KEYFRAME_GENERATION_CONCURRENCY', 1, 1, 64),
       timeoutSeconds: read.integer('KEYFRAME_GENERATION_TIMEOUT_SECONDS', 600, 1, 24 * 3600),
       maxAttempts: read.integer('KEYFRAME_GENERATION_MAX_ATTEMPTS', 2, 1, 10),
+      leaseSeconds: read.integer('KEYFRAME_GENERATION_LEASE_SECONDS', 30, 3, 3600),
       webhookAllowPrivate: read.boolean('KEYFRAME_WEBHOOK_ALLOW_PRIVATE', false),
     },
     limits: {
@@ -178,6 +206,38 @@ export function loadConfig(env: Env = process.env): Config {
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/**
+ * What a split role (`api`, `worker`) needs that the embedded default does not, since other
+ * processes share its records and its objects:
+ * - a store every node reaches: the disk store lives in one process's data dir, so it is refused;
+ * - on PostgreSQL (several machines on one database) the same signing secret and public URL on
+ *   every node: a per-data-dir secret would make each node sign differently, and a default
+ *   `http://HOST:PORT` names each node instead of the address clients and model workers reach.
+ */
+function multiNodeProblems(
+  role: Exclude<Role, 'all'>,
+  settings: { storage: 'disk' | 's3'; databaseUrl: string | null; signingSecret: string | null; publicUrl: string | null },
+  problems: string[],
+): void {
+  if (settings.storage === 'disk') {
+    problems.push(
+      `KEYFRAME_ROLE=${role} needs KEYFRAME_STORAGE=s3: the disk store is single-node (its objects live in one process's data dir); ` +
+        'run `keyframe serve` (API and worker in one process) on the disk store',
+    );
+  }
+  if (settings.databaseUrl !== null) {
+    const missing = [settings.signingSecret === null && 'KEYFRAME_SIGNING_SECRET', settings.publicUrl === null && 'KEYFRAME_PUBLIC_URL'].filter(
+      (name): name is string => typeof name === 'string',
+    );
+    if (missing.length > 0) {
+      problems.push(
+        `KEYFRAME_ROLE=${role} with KEYFRAME_DATABASE_URL requires ${missing.join(' and ')}: ` +
+          'every node of a cluster must sign alike and name the one URL clients and model workers reach',
+      );
+    }
+  }
 }
 
 function readS3(read: EnvReader): S3Config {

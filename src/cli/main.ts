@@ -1,19 +1,24 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ConfigError, loadConfig, type Config } from '../config.js';
+import { ConfigError, loadConfig, ROLES, type Config } from '../config.js';
 import { databaseTargetOf, openDatabase } from '../db/database.js';
 import { postgresAddress } from '../db/postgres.js';
 import { ApiKeys } from '../domain/api-keys.js';
 import { ApiError } from '../domain/errors.js';
 import { DISK_RESERVATION_GRACE_MS } from '../domain/usage/upload-usage.js';
 import { readUserUsage } from '../domain/usage/user-usage.js';
-import { startServer } from '../server.js';
+import { startRole } from '../start/index.js';
+import { createLogger } from '../start/shared.js';
+import { watchShutdownSignals } from '../start/shutdown.js';
 
 /** A mistake in how the command was called: exit code 2. */
 class UsageError extends Error {}
 
 const USAGE = `usage: keyframe <command>
 
-  serve                                   start the server (applies pending migrations first)
+  serve [--role all|api|worker]           start the server (applies pending migrations first): API and
+                                          worker together (all, the default), the HTTP API only (api),
+                                          or jobs only (worker); default KEYFRAME_ROLE
+  worker                                  run generation jobs only, no HTTP port (serve --role worker)
   migrate                                 apply pending database migrations and exit
   users create <user_id>                  add a user
   users list [--json]                     list users with their webhook secrets
@@ -39,8 +44,8 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: Out): 
       out.stdout(USAGE);
       return 0;
     }
+    if (group === 'serve' || group === 'worker') return await serve(loadConfig({ ...env, KEYFRAME_ROLE: roleOf(group, [action, ...rest], env) }), out);
     const config = loadConfig(env);
-    if (group === 'serve') return await serve(config, out);
     if (group === 'migrate') return await migrate(config, rest, out);
     if (group === 'users' && action === 'create') return await withKeys(config, (k) => usersCreate(k, rest, out));
     if (group === 'users' && action === 'list') return await withKeys(config, (k) => usersList(k, rest, out));
@@ -63,19 +68,46 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: Out): 
   }
 }
 
+/** The role `serve [--role r]` or `worker` runs: the flag, else KEYFRAME_ROLE (which `worker` may not contradict). */
+function roleOf(group: 'serve' | 'worker', args: (string | undefined)[], env: NodeJS.ProcessEnv): string | undefined {
+  const given = args.filter((a): a is string => a !== undefined);
+  if (group === 'worker') {
+    parse(given, {}, 0);
+    const fromEnv = env.KEYFRAME_ROLE?.trim();
+    if (fromEnv && fromEnv !== 'worker') throw new UsageError(`keyframe worker contradicts KEYFRAME_ROLE=${fromEnv}`);
+    return 'worker';
+  }
+  const { values } = parse(given, { role: { type: 'string' } }, 0);
+  if (values.role !== undefined && !(ROLES as readonly string[]).includes(values.role)) {
+    throw new UsageError(`--role must be one of ${ROLES.join(', ')}, got "${values.role}"`);
+  }
+  return values.role ?? env.KEYFRAME_ROLE;
+}
+
+/** Runs the configured role until SIGTERM or SIGINT, then shuts it down in order (src/start/shutdown.ts). */
 async function serve(config: Config, out: Out): Promise<number> {
-  const server = await startServer(config);
+  // The process's one logger: every part of the role logs through it.
+  const log = createLogger(config);
+  // Listening before start-up, so that a SIGTERM during it is an orderly shutdown once the role is up.
+  const signals = watchShutdownSignals({ timeoutMs: config.shutdownTimeoutSeconds * 1000, log });
+  let running: Awaited<ReturnType<typeof startRole>>;
+  try {
+    running = await startRole(config, log);
+  } catch (err) {
+    signals.dispose();
+    throw err;
+  }
   const where =
     config.database.url === null
       ? `data in ${config.dataDir}`
       : `records in PostgreSQL ${describePostgres(config.database.url)}, files in ${config.dataDir}`;
-  out.stderr(`keyframe listening on ${server.url} (${where})`);
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
-  await server.close();
+  if (running.role === 'worker') out.stderr(`keyframe worker running generation jobs (${where}); no HTTP port`);
+  else out.stderr(`keyframe ${running.role === 'api' ? 'API ' : ''}listening on ${running.server.url} (${where})`);
+  await signals.requested;
+  // Stop taking work, let running requests finish, hand running jobs back, close pools and clients.
+  // The listeners stay: until the process has exited, a second signal exits at once instead of killing it half-way.
+  await running.close();
+  log.info('shut down');
   return 0;
 }
 

@@ -2,6 +2,7 @@ import type SQLite from 'better-sqlite3';
 import { PostgresAdapter, sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import type { Database } from './schema.js';
+import { withoutPassword } from './postgres.js';
 
 type AnyDb = Kysely<Database>;
 
@@ -21,6 +22,13 @@ type AnyDb = Kysely<Database>;
  */
 export interface ChangeFeed {
   version(): number;
+  /**
+   * Calls `listener` on every `NOTIFY <channel>` (PostgreSQL; the job queue's
+   * wake-up), and once each time the feed (re)starts listening, since anything
+   * may have been sent while it was not. On SQLite it never calls: there is no
+   * NOTIFY, and such readers poll. Returns the function that stops listening.
+   */
+  listen(channel: string, listener: () => void): () => void;
   close(): Promise<void>;
 }
 
@@ -66,6 +74,7 @@ export function sqliteChangeFeed(sqlite: SQLite.Database): ChangeFeed {
   const dataVersion = sqlite.prepare('PRAGMA data_version').pluck();
   return {
     version: () => dataVersion.get() as number,
+    listen: () => () => {},
     close: async () => {},
   };
 }
@@ -112,6 +121,8 @@ class PostgresChangeFeed implements ChangeFeed, PostgresFeedState {
   private failures = 0;
   private retryTimer: NodeJS.Timeout | null = null;
   private waiters: (() => void)[] = [];
+  /** Channels beyond CHANGE_CHANNEL that `listen` asked for, and who hears them. */
+  private readonly channels = new Map<string, Set<() => void>>();
   private readonly log: (line: string) => void;
   private readonly minBackoffMs: number;
   private readonly maxBackoffMs: number;
@@ -141,6 +152,22 @@ class PostgresChangeFeed implements ChangeFeed, PostgresFeedState {
     return this.counter;
   }
 
+  listen(channel: string, listener: () => void): () => void {
+    if (!/^[a-z_][a-z0-9_]*$/.test(channel) || channel === CHANGE_CHANNEL) throw new Error(`cannot listen to channel ${channel}`);
+    let listeners = this.channels.get(channel);
+    if (!listeners) {
+      listeners = new Set();
+      this.channels.set(channel, listeners);
+      // A connection up or coming up: LISTEN on it now (pg queues it until connected; twice is harmless).
+      // A failure is a lost connection, which reconnects and LISTENs to every channel.
+      this.client?.query(`LISTEN ${channel}`).catch(() => {});
+    }
+    listeners.add(listener);
+    return () => {
+      listeners.delete(listener);
+    };
+  }
+
   whenListening(): Promise<void> {
     if (this.isListening || this.closed) return Promise.resolve();
     return new Promise((resolve) => this.waiters.push(resolve));
@@ -160,6 +187,7 @@ class PostgresChangeFeed implements ChangeFeed, PostgresFeedState {
     // Every notification, whatever its payload, is a change.
     client.on('notification', (message) => {
       if (message.channel === CHANGE_CHANNEL) this.counter++;
+      else for (const listener of this.channels.get(message.channel) ?? []) listener();
     });
     // A client without an 'error' listener would crash the process when the server goes away.
     client.on('error', (err) => this.lost(client, err));
@@ -171,6 +199,7 @@ class PostgresChangeFeed implements ChangeFeed, PostgresFeedState {
       // (pg's Client.unref, which its type definitions lack.)
       (client as pg.Client & { unref?: () => void }).unref?.();
       await client.query(`LISTEN ${CHANGE_CHANNEL}`);
+      for (const channel of this.channels.keys()) await client.query(`LISTEN ${channel}`);
       const pid = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
       if (this.client !== client || this.closed) {
         await client.end().catch(() => {});
@@ -183,6 +212,7 @@ class PostgresChangeFeed implements ChangeFeed, PostgresFeedState {
       if (this.failures > 0) this.log('change feed listening again; live API keys are cached again');
       this.failures = 0;
       for (const resolve of this.waiters.splice(0)) resolve();
+      for (const listeners of this.channels.values()) for (const listener of listeners) listener();
     } catch (err) {
       this.lost(client, err as Error);
     }
@@ -233,17 +263,6 @@ class PostgresChangeFeed implements ChangeFeed, PostgresFeedState {
 /** The first line of what the driver said, with the URL's password (should it appear) masked. */
 function describe(err: Error, url: string): string {
   const code = (err as { code?: string }).code;
-  let message = String(err.message ?? err).split('\n')[0]!;
-  const password = passwordOf(url);
-  if (password) message = message.split(password).join('***');
+  const message = withoutPassword(String(err.message ?? err).split('\n')[0]!, url);
   return code ? `${code}: ${message}` : message;
-}
-
-function passwordOf(url: string): string {
-  try {
-    const u = new URL(url);
-    return decodeURIComponent(u.password) || u.searchParams.get('password') || '';
-  } catch {
-    return '';
-  }
 }

@@ -19,6 +19,7 @@ import * as m002 from './migrations/002_generations.js';
 import * as m003 from './migrations/003_upload_etag.js';
 import * as m004 from './migrations/004_upload_media.js';
 import * as m005 from './migrations/005_usage_indexes.js';
+import * as m006 from './migrations/006_job_leases.js';
 
 export { DatabaseUnreachable } from './postgres.js';
 export { dialectOf } from './dialect.js';
@@ -55,6 +56,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '003_upload_etag': m003,
   '004_upload_media': m004,
   '005_usage_indexes': m005,
+  '006_job_leases': m006,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

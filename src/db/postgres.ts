@@ -115,11 +115,15 @@ function reason(url: string, err: unknown): string {
     case '28000':
       return 'authentication failed';
   }
-  let message = String(e?.message ?? err).split('\n')[0]!;
+  const message = String(e?.message ?? err).split('\n')[0]!;
   if (/timeout/i.test(message)) return 'timed out';
+  return withoutPassword(message, url);
+}
+
+/** `message` with the password of `url` (should the driver have echoed it) masked. */
+export function withoutPassword(message: string, url: string): string {
   const password = passwordOf(url);
-  if (password) message = message.split(password).join('***');
-  return message;
+  return password ? message.split(password).join('***') : message;
 }
 
 function passwordOf(url: string): string {

@@ -58,7 +58,8 @@ export type GenerationStatus = 'generating' | 'completed' | 'failed';
 /**
  * One video being made. `params` is the validated request as JSON (see
  * GenerationParams in src/domain/generations/job.ts). While `status` is
- * `generating`, `started_at` null means queued and set means running.
+ * `generating`, `started_at` null means queued and set means running (under
+ * a lease: `worker_id`, `lease_expires_at`).
  */
 export interface GenerationsTable {
   id: string;
@@ -77,6 +78,10 @@ export interface GenerationsTable {
   created_at: Timestamp;
   started_at: Timestamp | null;
   completed_at: Timestamp | null;
+  /** The consumer that claimed the running job (migration 006); null while queued. */
+  worker_id: string | null;
+  /** Until when that consumer holds the running job; renewed while it runs, recovered once lapsed. */
+  lease_expires_at: Timestamp | null;
 }
 
 export interface Database {

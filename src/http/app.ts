@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import rateLimit from '@fastify/rate-limit';
@@ -29,7 +29,11 @@ export interface AppDependencies {
   runnerCallbacks: RunnerCallbacks;
   store: ObjectStore;
   corsOrigins: string[];
-  logger: FastifyServerOptions['logger'];
+  /** Logger options, for an app that makes its own logger; or `loggerInstance`, the process's one logger (src/start/shared.ts). */
+  logger?: FastifyServerOptions['logger'];
+  loggerInstance?: FastifyBaseLogger;
+  /** What GET /readyz checks (src/start/shared.ts `readinessChecks`); without it /readyz checks nothing and answers 200. */
+  readiness?: () => Promise<{ ok: boolean; checks: Record<string, { ok: boolean; ms: number; error?: string }> }>;
   /** Per-user limits; the presign rate limit is enforced by the route (src/http/routes/presign.ts). */
   limits: LimitsConfig;
 }
@@ -39,7 +43,7 @@ const JSON_BODY_LIMIT = 1024 * 1024;
 
 export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: deps.logger,
+    ...(deps.loggerInstance ? { loggerInstance: deps.loggerInstance } : { logger: deps.logger }),
     // Malformed HTTP and URLs are answered in the envelope too, never with Fastify's own body.
     clientErrorHandler,
     frameworkErrors: frameworkErrorHandler,
@@ -96,6 +100,14 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   }
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  // Liveness: the process answers. Readiness: its dependencies answer too (docs/api.md).
   app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
+  app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {
+    const { ok, checks } = (await deps.readiness?.()) ?? { ok: true, checks: {} };
+    reply.header('cache-control', 'no-store');
+    if (ok) return { ok: true, checks };
+    const failed = Object.keys(checks).filter((name) => !checks[name]!.ok);
+    return reply.code(503).send({ ok: false, error: 'not_ready', message: `not ready: ${failed.join(', ')} failed`, failed, checks });
+  });
   return app;
 }

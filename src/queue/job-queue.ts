@@ -10,14 +10,24 @@ export interface JobHandler {
 }
 
 /**
- * The generation queue. The in-process implementation keeps the queue in the
- * database; a Redis-backed one can implement the same interface later.
+ * The producer side of the generation queue: what the API uses
+ * (src/domain/generations/generations.ts). Cheap: it never waits for a worker.
  */
-export interface JobQueue {
-  /** Makes a persisted, not yet started job eligible to run. */
+export interface JobProducer {
+  /** Makes a persisted, not yet started job eligible to run, and tells consumers (in any process) there is work. */
   enqueue(jobId: string): Promise<void>;
-  /** Recovers jobs a previous process left running, then starts taking jobs. */
+}
+
+/** The consumer side: what a worker process runs. Several consumers, in several processes, may share one queue. */
+export interface JobConsumer {
+  /** Recovers jobs whose consumer died (their lease lapsed), then starts taking jobs. */
   start(handler: JobHandler): Promise<void>;
-  /** Stops taking jobs and aborts the running ones, which a later start retries. */
+  /** Stops taking jobs, aborts the running ones and hands them back to the queue at once. */
   stop(): Promise<void>;
 }
+
+/**
+ * The generation queue, both sides. The in-process implementation keeps the
+ * queue in the database; a Redis-backed one can implement the same interfaces.
+ */
+export type JobQueue = JobProducer & JobConsumer;

@@ -292,3 +292,34 @@ describe('the CLI and a running server share the data dir', () => {
     expect(res.stderr).toMatch(/EADDRINUSE|in use/);
   });
 });
+
+describe('keyframe serve --role and keyframe worker', () => {
+  it('refuse a bad role or extra arguments with exit 2 and one line', async () => {
+    const bad = await keyframe(['serve', '--role', 'scheduler']);
+    expect(bad.code).toBe(2);
+    oneLine(bad.stderr);
+    expect(bad.stderr).toContain('--role must be one of all, api, worker');
+
+    const extra = await keyframe(['worker', 'now']);
+    expect(extra.code).toBe(2);
+    oneLine(extra.stderr);
+
+    const contradiction = await keyframe(['worker'], { KEYFRAME_ROLE: 'api' });
+    expect(contradiction.code).toBe(2);
+    expect(contradiction.stderr).toContain('keyframe worker contradicts KEYFRAME_ROLE=api');
+  });
+
+  it('refuse a split role on the disk store at config load, with exit 1 and one line naming it', async () => {
+    for (const [args, env] of [
+      [['worker'], {}],
+      [['serve', '--role', 'api'], {}],
+      [['serve'], { KEYFRAME_ROLE: 'worker' }],
+    ] as const) {
+      const res = await keyframe([...args], env);
+      expect(res.code, res.stderr).toBe(1);
+      oneLine(res.stderr);
+      expect(res.stderr).toContain('needs KEYFRAME_STORAGE=s3');
+      expect(res.stderr).toContain('single-node');
+    }
+  });
+});

@@ -99,10 +99,10 @@ describe.skipIf(TEST_DIALECT !== 'postgres')('PostgreSQL', () => {
       indexes: (await sql<{ n: number }>`select count(*) as n from pg_indexes where schemaname = 'public'`.execute(db)).rows[0]!.n,
     });
     const EXPECTED = {
-      migrations: ['001_initial', '002_generations', '003_upload_etag', '004_upload_media', '005_usage_indexes'],
+      migrations: ['001_initial', '002_generations', '003_upload_etag', '004_upload_media', '005_usage_indexes', '006_job_leases'],
       tables: ['api_keys', 'generations', 'kysely_migration', 'kysely_migration_lock', 'uploads', 'users'],
-      // 4 primary keys + api_keys.key_hash unique + 2 migration tables' keys + 8 secondary indexes
-      indexes: 15,
+      // 4 primary keys + api_keys.key_hash unique + 2 migration tables' keys + 9 secondary indexes
+      indexes: 16,
     };
 
     it('4 openDatabase at once on a fresh database: all succeed, each migration applied once', async () => {
@@ -123,7 +123,7 @@ describe.skipIf(TEST_DIALECT !== 'postgres')('PostgreSQL', () => {
       const d = await fresh();
       const behind = await keyframe(['users', 'show', 'alice'], d.env);
       expect(behind.code).toBe(1);
-      expect(behind.stderr).toBe('keyframe: the database schema is behind this version of Keyframe (5 migrations pending): run `keyframe migrate`\n');
+      expect(behind.stderr).toBe('keyframe: the database schema is behind this version of Keyframe (6 migrations pending): run `keyframe migrate`\n');
 
       const runs = await Promise.all([1, 2, 3].map(() => keyframe(['migrate'], d.env)));
       for (const r of runs) expect(r.code, r.stderr).toBe(0);

@@ -63,7 +63,8 @@ beforeAll(async () => {
   await database.migrate();
   reader = await database.secondConnection();
   port = await freePort();
-  env = { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...database.env };
+  // A short lease: the restarted server takes up the killed one's job once its lease lapsed (about 4 s).
+  env = { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', KEYFRAME_GENERATION_LEASE_SECONDS: '3', ...database.env };
 });
 
 afterAll(async () => {

@@ -56,7 +56,8 @@ describe('crash safety of generations', () => {
     let s = seed;
     const random = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
     console.log(`crash-generations: seed ${seed} (CRASH_SEED=${seed} replays it)`);
-    const env = { PORT: String(await freePort()), LOG_LEVEL: 'warn' };
+    // A short lease: after each SIGKILL the restarted server takes up the running jobs once their lease lapsed.
+    const env = { PORT: String(await freePort()), LOG_LEVEL: 'warn', KEYFRAME_GENERATION_LEASE_SECONDS: '3' };
     server = await startKeyframe('keyframe', dataDir, env);
 
     const probe = await call('POST', '/api/generations', {});

@@ -1,5 +1,5 @@
 import type { Db } from '../../db/database.js';
-import type { JobQueue } from '../../queue/job-queue.js';
+import type { JobProducer } from '../../queue/job-queue.js';
 import type { ObjectStore } from '../../storage/object-store.js';
 import { notFound, validationError } from '../errors.js';
 import { randomId } from '../ids.js';
@@ -27,7 +27,7 @@ export class Generations {
     private readonly db: Db,
     private readonly verifier: Pick<Verifier, 'status'>,
     private readonly registry: ModelRegistry,
-    private readonly queue: JobQueue,
+    private readonly queue: JobProducer,
     private readonly store: ObjectStore,
     private readonly webhooks: WebhookDelivery,
     /** Per-user limits on active and hourly generations (src/domain/usage/generation-usage.ts); none when absent. */

@@ -58,7 +58,7 @@ export class GenerationWorker implements JobHandler {
       const video = await abortable(this.options.runnerFor(model.runner.type).run(job, signal), signal);
       await this.finish(row, { videoKey: video.key });
     } catch (err) {
-      // Shutdown: leave the job running; the next start retries it.
+      // Shutdown: the queue hands the job back (it is not failed), and a worker runs it again.
       if (stop.aborted) throw err;
       if (timeout.signal.aborted) return this.finish(row, { error: TIMED_OUT });
       if (!(err instanceof RunnerFailure)) this.options.log(err, row.id);

@@ -1,0 +1,51 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { Config } from '../config.js';
+import type { Db } from '../db/database.js';
+import { openGenerationBasics, openGenerationWorker, type GenerationWorkerNode } from '../generation-pipeline.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import { createLogger, hostForUrl, openDatabaseFor, openFoundation, openJobConsumer, type Foundation } from './shared.js';
+
+/** A process that only runs jobs (the `worker` role): no HTTP port at all. */
+export interface RunningWorker {
+  db: Db;
+  store: ObjectStore;
+  log: FastifyBaseLogger;
+  /** The orderly shutdown: stops claiming, hands running jobs back, closes pools and clients. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Composition root of the `worker` role: the queue's consumer and the runners, nothing else. It
+ * listens on no port (a process supervisor watches the process itself; /readyz is the API's).
+ * `KEYFRAME_PUBLIC_URL` is where model workers (runner `http`) send their callbacks: an API node.
+ */
+export async function startWorker(config: Config, log: FastifyBaseLogger = createLogger(config)): Promise<RunningWorker> {
+  const db = await openDatabaseFor(config);
+  let foundation: Foundation | null = null;
+  let worker: GenerationWorkerNode | null = null;
+  try {
+    const publicUrl = config.publicUrl ?? `http://${hostForUrl(config.host)}:${config.port}`;
+    foundation = await openFoundation(config, db, publicUrl);
+    const basics = openGenerationBasics(config, log);
+    worker = openGenerationWorker(config, db, foundation.store, basics, openJobConsumer(config, db, log), publicUrl, log);
+    await worker.start();
+    const jobs = worker;
+    const opened = foundation;
+    let closing: Promise<void> | null = null;
+    return {
+      db,
+      store: opened.store,
+      log,
+      close: () =>
+        (closing ??= (async () => {
+          await jobs.stop();
+          basics.webhooks.stop();
+          await opened.close();
+        })()),
+    };
+  } catch (err) {
+    await worker?.stop().catch(() => {});
+    await (foundation ? foundation.close() : db.destroy());
+    throw err;
+  }
+}
