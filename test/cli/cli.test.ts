@@ -2,38 +2,15 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { BIN, ensureBuilt, ROOT } from '../helpers/build.js';
+import { BIN, ensureBuilt, ROOT, runKeyframe, type KeyframeRun } from '../helpers/build.js';
 import { testDatabase, type TestDatabase } from '../helpers/database.js';
 
 /** The database every command and server here shares: a data dir, and on postgres a database of its own. */
 let database: TestDatabase;
 
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the real `keyframe` command against the test database (KEYFRAME_DATA_DIR, and KEYFRAME_DATABASE_URL on postgres). */
-function keyframe(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'silent', ...database.env, ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const keyframe = (args: string[], env: Record<string, string> = {}): Promise<KeyframeRun> => runKeyframe(args, { ...database.env, ...env });
 
 /** Runs a command that must succeed and print JSON; its output. */
 async function keyframeJson(args: string[]): Promise<any> {

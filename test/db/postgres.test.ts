@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,7 +6,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, ConfigError } from '../../src/config.js';
 import { DatabaseUnreachable, openDatabase, type Db } from '../../src/db/database.js';
 import { freePort } from '../../src/free-port.js';
-import { BIN, ensureBuilt, ROOT } from '../helpers/build.js';
+import { ensureBuilt, runKeyframe } from '../helpers/build.js';
 import { POSTGRES_ADMIN_URL, TEST_DIALECT, testDatabase, type TestDatabase } from '../helpers/database.js';
 
 /**
@@ -25,21 +24,7 @@ async function fresh(): Promise<TestDatabase> {
   return d;
 }
 
-function keyframe(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'silent', ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const keyframe = runKeyframe;
 
 const PASSWORD = 'hunter2-Secret';
 

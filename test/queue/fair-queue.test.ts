@@ -4,6 +4,7 @@ import type { Db } from '../../src/db/database.js';
 import { InProcessQueue, nextJobQuery } from '../../src/queue/in-process-queue.js';
 import type { JobHandler } from '../../src/queue/job-queue.js';
 import { TEST_DIALECT, testDatabase, type TestDatabase } from '../helpers/database.js';
+import { queuedJob } from './support/jobs.js';
 
 /**
  * Fair scheduling (issue 16, finding 2): one user's backlog must not starve
@@ -28,22 +29,7 @@ afterEach(async () => {
 
 /** Queues `n` jobs of `user`, created in order one millisecond apart starting at `from` (ms since epoch). */
 async function queueJobs(user: string, n: number, from: number): Promise<string[]> {
-  const rows = Array.from({ length: n }, (_, i) => ({
-    id: `${user}-${String(i).padStart(4, '0')}`,
-    user_id: user,
-    model_name: 'm',
-    prompt: 'p',
-    params: '{}',
-    template_id: null,
-    webhook_url: null,
-    status: 'generating' as const,
-    error: null,
-    attempts: 0,
-    video_key: null,
-    created_at: new Date(from + i).toISOString(),
-    started_at: null,
-    completed_at: null,
-  }));
+  const rows = Array.from({ length: n }, (_, i) => queuedJob(`${user}-${String(i).padStart(4, '0')}`, user, new Date(from + i)));
   for (let i = 0; i < rows.length; i += 100) await db.insertInto('generations').values(rows.slice(i, i + 100)).execute();
   return rows.map((r) => r.id);
 }

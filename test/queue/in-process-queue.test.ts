@@ -3,6 +3,7 @@ import type { Db } from '../../src/db/database.js';
 import { InProcessQueue } from '../../src/queue/in-process-queue.js';
 import type { JobHandler } from '../../src/queue/job-queue.js';
 import { testDatabase, type TestDatabase } from '../helpers/database.js';
+import { queuedJob } from './support/jobs.js';
 
 let database: TestDatabase;
 let db: Db;
@@ -22,27 +23,7 @@ async function addJob(
   id: string,
   state: { started_at?: string | null; attempts?: number; worker_id?: string | null; lease_expires_at?: string | null } = {},
 ): Promise<void> {
-  await db
-    .insertInto('generations')
-    .values({
-      id,
-      user_id: 'u',
-      model_name: 'm',
-      prompt: 'p',
-      params: '{}',
-      template_id: null,
-      webhook_url: null,
-      status: 'generating',
-      error: null,
-      attempts: state.attempts ?? 0,
-      video_key: null,
-      created_at: new Date().toISOString(),
-      started_at: state.started_at ?? null,
-      completed_at: null,
-      worker_id: state.worker_id ?? null,
-      lease_expires_at: state.lease_expires_at ?? null,
-    })
-    .execute();
+  await db.insertInto('generations').values(queuedJob(id, 'u', new Date(), state)).execute();
 }
 
 /** A handler that settles jobs the way the generation worker does, and records what it saw. */

@@ -9,6 +9,7 @@ import { InProcessQueue } from '../../src/queue/in-process-queue.js';
 import type { JobHandler } from '../../src/queue/job-queue.js';
 import { ROOT } from '../helpers/build.js';
 import { TEST_DIALECT, testDatabase, type TestDatabase } from '../helpers/database.js';
+import { queuedJob } from './support/jobs.js';
 
 /**
  * Several consumers on one database (issue 12, item 2): two queues on two
@@ -35,22 +36,7 @@ afterEach(async () => {
 
 async function addJobs(prefix: string, n: number): Promise<string[]> {
   const t0 = Date.now() - 60_000;
-  const rows = Array.from({ length: n }, (_, i) => ({
-    id: `${prefix}-${String(i).padStart(3, '0')}`,
-    user_id: 'u',
-    model_name: 'm',
-    prompt: 'p',
-    params: '{}',
-    template_id: null,
-    webhook_url: null,
-    status: 'generating' as const,
-    error: null,
-    attempts: 0,
-    video_key: null,
-    created_at: new Date(t0 + i).toISOString(),
-    started_at: null,
-    completed_at: null,
-  }));
+  const rows = Array.from({ length: n }, (_, i) => queuedJob(`${prefix}-${String(i).padStart(3, '0')}`, 'u', new Date(t0 + i)));
   await db.insertInto('generations').values(rows).execute();
   return rows.map((r) => r.id);
 }
