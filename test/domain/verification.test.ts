@@ -7,8 +7,8 @@ import { SNIFF_BYTES, Verifier } from '../../src/domain/verification.js';
 import { FfprobeMediaProbe } from '../../src/media/ffprobe.js';
 import { CountingStore } from '../helpers/counting-store.js';
 import { GENUINE, GENUINE_DEEP, GENUINE_MEDIA, HOSTILE_MEDIA, presignAndPut, readFixture } from '../helpers/media-fixtures.js';
-import { assertRgwReachable, removeBucket, rgwForTests, s3ServerEnv, uniqueBucketName } from '../helpers/rgw.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { rgwForTests, startServerOn } from '../helpers/rgw.js';
+import type { TestServer } from '../helpers/server.js';
 
 /**
  * The Verifier on a real server's store (the disk store, and S3 on Ceph RGW)
@@ -22,16 +22,9 @@ describe.each(['disk', 's3'] as const)('Verifier on the %s store', (storeKind) =
 describe.skipIf(storeKind === 's3' && rgw.skip)(`${storeKind} store behind a real server`, () => {
 let server: TestServer;
 let alice: string;
-let bucket: string | null = null;
 
 beforeAll(async () => {
-  let env: Record<string, string> = {};
-  if (storeKind === 's3') {
-    assertRgwReachable(rgw);
-    bucket = uniqueBucketName('verify');
-    env = s3ServerEnv(rgw, bucket);
-  }
-  server = await startTestServer(env);
+  server = await startServerOn(storeKind, rgw, 'verify');
   expect(server.store.kind).toBe(storeKind);
   alice = (await server.createKey('alice')).key;
   await server.createKey('bob');
@@ -39,7 +32,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.stop();
-  if (bucket !== null) await removeBucket(rgw, bucket);
 });
 
 /** The record's state once an object arrived: the disk store records arrivals, S3 does not tell (verification finds them). */

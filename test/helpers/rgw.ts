@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { DeleteBucketCommand, DeleteObjectsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { startTestServer, type TestServer } from './server.js';
 
 /**
  * The S3 service the S3 tests run against: Ceph RGW as scripts/ceph-rgw.sh
@@ -104,4 +105,27 @@ export async function removeBucket(settings: RgwSettings, bucket: string): Promi
   } finally {
     client.destroy();
   }
+}
+
+/**
+ * A test server on the disk store or, for `s3`, on RGW with a bucket of its
+ * own (made at start, removed with its objects by `stop`): the one set-up of
+ * the suites that run on both stores.
+ */
+export async function startServerOn(storeKind: 'disk' | 's3', settings: RgwSettings, purpose: string, env: Record<string, string> = {}): Promise<TestServer> {
+  let bucket: string | null = null;
+  let storeEnv: Record<string, string> = {};
+  if (storeKind === 's3') {
+    assertRgwReachable(settings);
+    bucket = uniqueBucketName(purpose);
+    storeEnv = s3ServerEnv(settings, bucket);
+  }
+  const server = await startTestServer({ ...storeEnv, ...env });
+  return {
+    ...server,
+    async stop() {
+      await server.stop();
+      if (bucket !== null) await removeBucket(settings, bucket);
+    },
+  };
 }

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GENUINE, HOSTILE_MEDIA, presignAndPut, readFixture } from '../helpers/media-fixtures.js';
-import { assertRgwReachable, removeBucket, rgwForTests, s3ServerEnv, uniqueBucketName } from '../helpers/rgw.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { rgwForTests, startServerOn } from '../helpers/rgw.js';
+import type { TestServer } from '../helpers/server.js';
 import { filesUnder, leaks } from './support/checks.js';
 
 /**
@@ -112,22 +112,14 @@ describe.each(['disk', 's3'] as const)('hostile media: %s store', (storeKind) =>
   describe.skipIf(storeKind === 's3' && rgw.skip)(`through GET /api/uploads/status (${storeKind})`, () => {
     let server: TestServer;
     let alice: string;
-    let bucket: string | null = null;
 
     beforeAll(async () => {
-      let env: Record<string, string> = {};
-      if (storeKind === 's3') {
-        assertRgwReachable(rgw);
-        bucket = uniqueBucketName('hostile-media');
-        env = s3ServerEnv(rgw, bucket);
-      }
-      server = await startTestServer(env);
+      server = await startServerOn(storeKind, rgw, 'hostile-media');
       alice = (await server.createKey('alice')).key;
     });
 
     afterAll(async () => {
       await server?.stop();
-      if (bucket !== null) await removeBucket(rgw, bucket);
     });
 
     async function expectRejected(c: Case) {

@@ -8,8 +8,8 @@ import type { CreatedApiKey } from '../../src/domain/api-keys.js';
 import { MAX_BYTES } from '../../src/domain/media-types.js';
 import { Verifier } from '../../src/domain/verification.js';
 import { FfprobeMediaProbe } from '../../src/media/ffprobe.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
-import { assertRgwReachable, removeBucket, rgwForTests, s3ServerEnv, uniqueBucketName } from '../helpers/rgw.js';
+import type { TestServer } from '../helpers/server.js';
+import { rgwForTests, startServerOn } from '../helpers/rgw.js';
 
 // One behaviour suite, run against every object store: the embedded disk store
 // and S3 (Ceph RGW, started by scripts/ceph-rgw.sh). Each store sits behind a
@@ -77,17 +77,10 @@ describe.each(['disk', 's3'] as const)('object store behaviour: %s', (storeKind)
     let server: TestServer;
     let alice: CreatedApiKey;
     let bob: CreatedApiKey;
-    let bucket: string | null = null;
     let verifier: Verifier;
 
     beforeAll(async () => {
-      let env: Record<string, string> = {};
-      if (storeKind === 's3') {
-        assertRgwReachable(rgw);
-        bucket = uniqueBucketName('behaviour');
-        env = s3ServerEnv(rgw, bucket);
-      }
-      server = await startTestServer(env);
+      server = await startServerOn(storeKind, rgw, 'behaviour');
       expect(server.store.kind).toBe(storeKind);
       alice = await server.createKey('alice');
       bob = await server.createKey('bob');
@@ -96,7 +89,6 @@ describe.each(['disk', 's3'] as const)('object store behaviour: %s', (storeKind)
 
     afterAll(async () => {
       await server?.stop();
-      if (bucket !== null) await removeBucket(rgw, bucket);
     });
 
     async function presign(who: CreatedApiKey, body: Record<string, unknown>): Promise<Presigned> {
