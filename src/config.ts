@@ -31,6 +31,12 @@ export interface Config {
   /** Where the metadata lives (see DatabaseConfig): PostgreSQL when a URL is set, else SQLite in the data dir. */
   database: DatabaseConfig;
   /**
+   * Redis, for a cluster (see RedisConfig): the generation queue on BullMQ and the presign rate
+   * limit's and upload quota's shared counters. Null (the default): the database queue and
+   * in-process counters.
+   */
+  redis: RedisConfig | null;
+  /**
    * Base URL that clients reach this server at (`KEYFRAME_PUBLIC_URL`); upload URLs of
    * the disk store point here. Default: http://HOST:PORT (resolved after listen when PORT=0).
    */
@@ -72,6 +78,17 @@ export interface DatabaseConfig {
   url: string | null;
   /** Connections in the PostgreSQL pool of this process (`KEYFRAME_DATABASE_POOL_SIZE`, default 10, 1 to 100). */
   poolSize: number;
+}
+
+/** A Redis that every node of a cluster shares (`KEYFRAME_REDIS_URL`). */
+export interface RedisConfig {
+  /** `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS). The password is never printed. */
+  url: string;
+  /**
+   * Prefix of every key Keyframe writes (`KEYFRAME_REDIS_PREFIX`, default `keyframe`): several
+   * installations (or test runs) can share one Redis without seeing each other's queues or counters.
+   */
+  prefix: string;
 }
 
 /**
@@ -167,6 +184,9 @@ export function loadConfig(env: Env = process.env): Config {
 
   const role = read.oneOf('KEYFRAME_ROLE', ROLES, 'all');
   const databaseUrl = read.postgresUrl('KEYFRAME_DATABASE_URL');
+  const redisUrl = read.redisUrl('KEYFRAME_REDIS_URL');
+  const redisPrefix = read.string('KEYFRAME_REDIS_PREFIX', 'keyframe');
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(redisPrefix)) problems.push('KEYFRAME_REDIS_PREFIX must be 1 to 64 letters, digits or _ . : -');
   if (role !== 'all') multiNodeProblems(role, { storage, databaseUrl, signingSecret, publicUrl }, problems);
 
   const config: Config = {
@@ -179,6 +199,7 @@ export function loadConfig(env: Env = process.env): Config {
       url: databaseUrl,
       poolSize: read.integer('KEYFRAME_DATABASE_POOL_SIZE', 10, 1, 100),
     },
+    redis: redisUrl === null ? null : { url: redisUrl, prefix: redisPrefix },
     publicUrl: publicUrl === null ? null : publicUrl.replace(/\/+$/, ''),
     uploadUrlTtlSeconds: read.integer('KEYFRAME_UPLOAD_URL_TTL_SECONDS', 900, 1, 7 * 24 * 3600),
     corsOrigins: read.list('KEYFRAME_CORS_ORIGINS'),
@@ -333,6 +354,21 @@ class EnvReader {
       // reported below
     }
     if (!ok) this.problems.push(`${name} must be a postgres:// or postgresql:// URL with a host (value not shown: it may hold a password)`);
+    return ok ? value : null;
+  }
+
+  /** A redis:// or rediss:// URL; a bad one is reported without its value, which may hold a password. */
+  redisUrl(name: string): string | null {
+    const value = this.raw(name);
+    if (value === undefined) return null;
+    let ok = false;
+    try {
+      const url = new URL(value);
+      ok = (url.protocol === 'redis:' || url.protocol === 'rediss:') && url.hostname !== '' && /^\/?\d*$/.test(url.pathname);
+    } catch {
+      // reported below
+    }
+    if (!ok) this.problems.push(`${name} must be a redis:// or rediss:// URL with a host and at most a database number (value not shown: it may hold a password)`);
     return ok ? value : null;
   }
 

@@ -20,6 +20,8 @@ import * as m003 from './migrations/003_upload_etag.js';
 import * as m004 from './migrations/004_upload_media.js';
 import * as m005 from './migrations/005_usage_indexes.js';
 import * as m006 from './migrations/006_job_leases.js';
+import * as m007 from './migrations/007_webhook_deliveries.js';
+import * as m008 from './migrations/008_runner_callbacks.js';
 
 export { DatabaseUnreachable } from './postgres.js';
 export { dialectOf } from './dialect.js';
@@ -57,6 +59,8 @@ const MIGRATIONS: Record<string, Migration> = {
   '004_upload_media': m004,
   '005_usage_indexes': m005,
   '006_job_leases': m006,
+  '007_webhook_deliveries': m007,
+  '008_runner_callbacks': m008,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

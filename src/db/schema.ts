@@ -84,11 +84,45 @@ export interface GenerationsTable {
   lease_expires_at: Timestamp | null;
 }
 
+export type WebhookDeliveryState = 'pending' | 'delivered' | 'failed';
+
+/** One webhook delivery of a settled generation (migration 007), sent by whichever worker claims it. */
+export interface WebhookDeliveriesTable {
+  id: string;
+  generation_id: string;
+  state: WebhookDeliveryState;
+  /** Attempts made so far. */
+  attempts: number;
+  /** When the next attempt is due. */
+  next_attempt_at: Timestamp;
+  /** Why the last attempt failed (`HTTP 500`, `ECONNREFUSED`, …). */
+  last_error: string | null;
+  /** The worker sending it now, and until when its claim holds; null when nobody is. */
+  worker_id: string | null;
+  lease_expires_at: Timestamp | null;
+  created_at: Timestamp;
+  delivered_at: Timestamp | null;
+}
+
+/** A running `http`-runner job awaiting its model worker's callback (migration 008). */
+export interface RunnerCallbacksTable {
+  generation_id: string;
+  run_id: string;
+  /** SHA-256 (hex) of the run's callback secret, which is derived, never stored. */
+  secret_sha256: string;
+  /** Null while waiting; the accepted outcome as JSON once the callback came. */
+  outcome: string | null;
+  created_at: Timestamp;
+  settled_at: Timestamp | null;
+}
+
 export interface Database {
   users: UsersTable;
   api_keys: ApiKeysTable;
   uploads: UploadsTable;
   generations: GenerationsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  runner_callbacks: RunnerCallbacksTable;
 }
 
 

@@ -34,7 +34,7 @@ describe('migrations as a step', () => {
   it('migrates once: a second open applies nothing, and one without migrate then opens', async () => {
     let applied: string[] = [];
     await (await openDatabase(target(), { onMigrated: (n) => (applied = n) })).destroy();
-    expect(applied).toEqual(['001_initial', '002_generations', '003_upload_etag', '004_upload_media', '005_usage_indexes', '006_job_leases']);
+    expect(applied).toEqual(['001_initial', '002_generations', '003_upload_etag', '004_upload_media', '005_usage_indexes', '006_job_leases', '007_webhook_deliveries', '008_runner_callbacks']);
     await (await openDatabase(target(), { onMigrated: (n) => (applied = n) })).destroy();
     expect(applied).toEqual([]);
     const db = await openDatabase(target(), { migrate: false });

@@ -84,7 +84,7 @@ describe.skipIf(TEST_DIALECT !== 'postgres')('PostgreSQL', () => {
       indexes: (await sql<{ n: number }>`select count(*) as n from pg_indexes where schemaname = 'public'`.execute(db)).rows[0]!.n,
     });
     const EXPECTED = {
-      migrations: ['001_initial', '002_generations', '003_upload_etag', '004_upload_media', '005_usage_indexes', '006_job_leases'],
+      migrations: ['001_initial', '002_generations', '003_upload_etag', '004_upload_media', '005_usage_indexes', '006_job_leases', '007_webhook_deliveries', '008_runner_callbacks'],
       tables: ['api_keys', 'generations', 'kysely_migration', 'kysely_migration_lock', 'uploads', 'users'],
       // 4 primary keys + api_keys.key_hash unique + 2 migration tables' keys + 9 secondary indexes
       indexes: 16,
