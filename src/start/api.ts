@@ -82,7 +82,7 @@ export async function startApi(config: Config, log: FastifyBaseLogger = createLo
   let app: FastifyInstance | null = null;
   try {
     const { port, url, publicUrl } = await apiAddress(config);
-    foundation = await openFoundation(config, db, publicUrl);
+    foundation = await openFoundation(config, db, publicUrl, log);
     const basics = openGenerationBasics(config, log);
     const producer = openJobProducer(config, db, log);
     app = await buildApiApp(config, foundation, log, basics, producer, openApiRunnerCallbacks(foundation.store, basics, publicUrl, log));

@@ -15,7 +15,7 @@ export async function startEmbedded(config: Config, log: FastifyBaseLogger = cre
   let worker: GenerationWorkerNode | null = null;
   try {
     const { port, url, publicUrl } = await apiAddress(config);
-    foundation = await openFoundation(config, db, publicUrl);
+    foundation = await openFoundation(config, db, publicUrl, log);
     const basics = openGenerationBasics(config, log);
     const queue = openJobQueue(config, db, log);
     worker = openGenerationWorker(config, db, foundation.store, basics, consumerOf(queue), publicUrl, log);

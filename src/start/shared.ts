@@ -6,6 +6,7 @@ import type { Config } from '../config.js';
 import { databaseTargetOf, openDatabase, type Db } from '../db/database.js';
 import { loggerOptions } from '../http/logging.js';
 import { InProcessQueue } from '../queue/in-process-queue.js';
+import { openRedis, type RedisHandle } from '../redis/connection.js';
 import type { JobConsumer, JobProducer, JobQueue } from '../queue/job-queue.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { openStore } from '../storage/open-store.js';
@@ -36,11 +37,13 @@ export function createLogger(config: Pick<Config, 'logLevel'>): FastifyBaseLogge
   });
 }
 
-/** The database and store a role runs on, and how to close them. */
+/** The database, store and (in a cluster) Redis a role runs on, and how to close them. */
 export interface Foundation {
   db: Db;
   store: ObjectStore;
-  /** Closes the store's clients and the database pool (in that order); safe to call twice. */
+  /** The process's Redis client when `KEYFRAME_REDIS_URL` is set, else null. */
+  redis: RedisHandle | null;
+  /** Closes the store's clients, Redis and the database pool (in that order); safe to call twice. */
   close(): Promise<void>;
 }
 
@@ -64,15 +67,24 @@ export async function openDatabaseFor(config: Config): Promise<Db> {
   return db;
 }
 
-export async function openFoundation(config: Config, db: Db, publicUrl: string): Promise<Foundation> {
+export async function openFoundation(config: Config, db: Db, publicUrl: string, log: FastifyBaseLogger): Promise<Foundation> {
   const store = await openStore(config, publicUrl);
+  let redis: RedisHandle | null = null;
+  try {
+    if (config.redis) redis = await openRedis(config.redis, { onError: (err) => log.warn({ err }, 'redis connection error') });
+  } catch (err) {
+    if (store instanceof S3Store) store.client.destroy();
+    throw err;
+  }
   let closed: Promise<void> | null = null;
   return {
     db,
     store,
+    redis,
     close: () =>
       (closed ??= (async () => {
         if (store instanceof S3Store) store.client.destroy();
+        await redis?.close();
         await db.destroy();
       })()),
   };
@@ -130,11 +142,12 @@ export interface Readiness {
 export const READINESS_TIMEOUT_MS = 2000;
 
 /**
- * The checks /readyz runs, all at once, each bounded by `timeoutMs`: the database (a trivial query)
- * and the store (a HEAD of a key that never exists, which must answer "missing", not throw).
+ * The checks /readyz runs, all at once, each bounded by `timeoutMs`: the database (a trivial query),
+ * the store (a HEAD of a key that never exists, which must answer "missing", not throw) and, when
+ * configured, Redis (a PING).
  */
 export function readinessChecks(
-  foundation: Pick<Foundation, 'db' | 'store'>,
+  foundation: Pick<Foundation, 'db' | 'store' | 'redis'>,
   log: FastifyBaseLogger,
   timeoutMs = READINESS_TIMEOUT_MS,
 ): () => Promise<Readiness> {
@@ -142,6 +155,8 @@ export function readinessChecks(
     database: () => sql`select 1 as ok`.execute(foundation.db),
     store: () => foundation.store.head('keyframe-readiness-probe/absent'),
   };
+  const redis = foundation.redis;
+  if (redis) checks.redis = () => redis.client.ping();
   return async () => {
     const entries = await Promise.all(
       Object.entries(checks).map(async ([name, check]) => [name, await bounded(name, check, timeoutMs, log)] as const),

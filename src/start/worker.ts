@@ -25,7 +25,7 @@ export async function startWorker(config: Config, log: FastifyBaseLogger = creat
   let worker: GenerationWorkerNode | null = null;
   try {
     const publicUrl = config.publicUrl ?? `http://${hostForUrl(config.host)}:${config.port}`;
-    foundation = await openFoundation(config, db, publicUrl);
+    foundation = await openFoundation(config, db, publicUrl, log);
     const basics = openGenerationBasics(config, log);
     worker = openGenerationWorker(config, db, foundation.store, basics, openJobConsumer(config, db, log), publicUrl, log);
     await worker.start();
