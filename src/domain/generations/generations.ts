@@ -47,7 +47,7 @@ export class Generations {
     const count = request.count ?? 1;
     const createdAt = new Date().toISOString();
     const ids = Array.from({ length: count }, () => randomId('gen'));
-    const insert = () => this.db
+    const insert = (db: Pick<Db, 'insertInto'> = this.db) => db
       .insertInto('generations')
       .values(
         ids.map((id) => ({
@@ -69,7 +69,7 @@ export class Generations {
       )
       .execute();
     // Checked last, next to the insert and under a per-user lock: a refused request queued nothing.
-    if (this.limits) await this.limits.admit(userId, count, model.latencyEstimateSec.typical, insert);
+    if (this.limits) await this.limits.admit(userId, count, model.latencyEstimateSec.typical, (trx) => insert(trx));
     else await insert();
     for (const id of ids) await this.queue.enqueue(id);
     return {

@@ -37,10 +37,14 @@ export function verifiedEtag(reference: JobReference): string {
 /** Header carrying a model worker's signature of its completion callback. */
 export const CALLBACK_SIGNATURE_HEADER = 'x-keyframe-signature';
 
-/** Outcome of a signed completion callback from a model worker. */
-export type CallbackOutcome = 'accepted' | 'unknown_job' | 'bad_signature' | 'malformed';
+/**
+ * Outcome of a signed completion callback from a model worker. `unverifiable`: this node cannot
+ * check the signature (it derives another secret than the node that ran the job: their signing
+ * secrets differ), a fault of the server, not of the worker, whose retry may reach a node that can.
+ */
+export type CallbackOutcome = 'accepted' | 'unknown_job' | 'bad_signature' | 'malformed' | 'unverifiable';
 
-/** Receives the completion callbacks of runners whose work happens elsewhere. */
+/** Receives the completion callbacks of runners whose work happens elsewhere, for jobs run by any worker. */
 export interface RunnerCallbacks {
   accept(generationId: string, rawBody: string, signature: string | undefined): Promise<CallbackOutcome>;
 }

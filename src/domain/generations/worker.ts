@@ -1,13 +1,11 @@
 import type { Db } from '../../db/database.js';
 import type { GenerationsTable } from '../../db/schema.js';
 import type { JobHandler } from '../../queue/job-queue.js';
-import type { ObjectStore } from '../../storage/object-store.js';
 import { generationVideoKey } from '../object-keys.js';
 import type { GenerationJob, GenerationParams } from './job.js';
 import type { ModelRegistry } from './model-registry.js';
 import { RunnerFailure, type Runner } from './runner.js';
-import { statusBody } from './status.js';
-import type { WebhookDelivery } from './webhooks.js';
+import { pendingDelivery, type WebhookDispatch } from './webhooks.js';
 
 export const TIMED_OUT = 'Generation timed out';
 
@@ -22,14 +20,13 @@ export interface WorkerOptions {
 
 /**
  * Runs one generation: hands the job to its model's runner under the time
- * limit, records the outcome and announces it to the webhook. Called by the queue.
+ * limit, records the outcome and queues its webhook delivery. Called by the queue.
  */
 export class GenerationWorker implements JobHandler {
   constructor(
     private readonly db: Db,
     private readonly registry: ModelRegistry,
-    private readonly store: ObjectStore,
-    private readonly webhooks: WebhookDelivery,
+    private readonly webhooks: WebhookDispatch,
     private readonly options: WorkerOptions,
   ) {}
 
@@ -70,23 +67,37 @@ export class GenerationWorker implements JobHandler {
 
   async abandon(generationId: string, reason: string): Promise<void> {
     const row = await this.db.selectFrom('generations').selectAll().where('id', '=', generationId).executeTakeFirst();
-    if (row && row.status === 'generating') await this.finish(row, { error: reason });
+    // The queue abandons only jobs that will not run again (it holds their claim): no fence on worker_id.
+    if (row && row.status === 'generating') await this.finish(row, { error: reason }, false);
   }
 
-  /** Records the outcome once (a row already settled stays as it is), then fires the webhook. */
-  private async finish(row: GenerationsTable, outcome: { videoKey: string } | { error: string }): Promise<void> {
+  /**
+   * Records the outcome once (a row already settled stays as it is) and, with a
+   * `webhook_url`, its delivery in the same transaction: a settled generation
+   * never lacks its webhook, whenever the process dies. `fenced`: only while
+   * `worker_id` is still the one `row` was read with, so that a run whose claim
+   * lapsed and was taken over can never overwrite the outcome of the run that
+   * took it.
+   */
+  private async finish(row: GenerationsTable, outcome: Outcome, fenced = true): Promise<void> {
     const now = new Date().toISOString();
     const changes =
       'videoKey' in outcome
         ? { status: 'completed' as const, video_key: outcome.videoKey, completed_at: now, error: null }
         : { status: 'failed' as const, error: outcome.error, completed_at: now };
-    const result = await this.db.updateTable('generations').set(changes).where('id', '=', row.id).where('status', '=', 'generating').executeTakeFirst();
-    if (result.numUpdatedRows === 0n || !row.webhook_url) return;
-    const user = await this.db.selectFrom('users').select('webhook_secret').where('id', '=', row.user_id).executeTakeFirst();
-    if (!user) return;
-    this.webhooks.deliver(row.webhook_url, user.webhook_secret, await statusBody({ ...row, ...changes }, this.store));
+    const queued = await this.db.transaction().execute(async (trx) => {
+      let update = trx.updateTable('generations').set(changes).where('id', '=', row.id).where('status', '=', 'generating');
+      if (fenced) update = update.where('worker_id', row.worker_id === null ? 'is' : '=', row.worker_id);
+      const result = await update.executeTakeFirst();
+      if (result.numUpdatedRows === 0n || !row.webhook_url) return false;
+      await trx.insertInto('webhook_deliveries').values(pendingDelivery(row.id, now)).execute();
+      return true;
+    });
+    if (queued) await this.webhooks.queued();
   }
 }
+
+type Outcome = { videoKey: string } | { error: string };
 
 /** Rejects as soon as `signal` aborts, even if the runner is slow to notice. */
 function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {

@@ -1,5 +1,6 @@
-import { sql } from 'kysely';
-import type { Db } from '../../db/database.js';
+import { sql, type Transaction } from 'kysely';
+import { dialectOf, type Db } from '../../db/database.js';
+import type { Database } from '../../db/schema.js';
 import { rateLimited } from '../errors.js';
 
 export const HOUR_MS = 3_600_000;
@@ -13,7 +14,7 @@ export interface GenerationUsage {
 }
 
 /** Two counts over index ranges of one user's rows (migration 005): bounded by the limits themselves. */
-export async function readGenerationUsage(db: Db, userId: string, now: Date): Promise<GenerationUsage> {
+export async function readGenerationUsage(db: Db | Transaction<Database>, userId: string, now: Date): Promise<GenerationUsage> {
   const active = await db
     .selectFrom('generations')
     .select(sql<number>`count(*)`.as('n'))
@@ -41,10 +42,14 @@ export interface GenerationLimitValues {
  * running, at most `generationsPerHour` created in the last hour. A request
  * whose `count` would pass either is refused whole (429 `rate_limited`).
  *
- * The check and the insert run under a per-user lock, so two concurrent
- * creates of one user cannot both take the last slot. That lock is this
- * process's; one server per SQLite file is the supported set-up (a cluster on
- * PostgreSQL needs the check inside the insert's transaction, later issue).
+ * The check and the insert run in one transaction that first locks the
+ * user's row (`users`), so two concurrent creates of one user cannot both take
+ * the last slot, whichever API nodes they reach: on PostgreSQL a `SELECT … FOR
+ * UPDATE` of that row, which holds until the commit, on SQLite a no-op UPDATE
+ * of it, which takes the database's write lock (every SQLite writer, in any
+ * process, waits for it). A per-user chain in this process in front of the
+ * transaction keeps one node's concurrent creates of a user from queueing on
+ * the row lock, each holding a pooled connection while it waits.
  */
 export class GenerationLimits {
   private readonly locks = new Map<string, Promise<unknown>>();
@@ -55,16 +60,19 @@ export class GenerationLimits {
   ) {}
 
   /**
-   * Runs `insert` once `count` more generations fit the user's limits; throws
+   * Runs `insert` (in the transaction it is given) once `count` more generations fit the user's limits; throws
    * 429 otherwise. `busyRetrySeconds` is the Retry-After of a refusal for too
    * many active ones (when one of them may have finished: the model's typical latency).
    */
-  async admit<T>(userId: string, count: number, busyRetrySeconds: number, insert: () => Promise<T>): Promise<T> {
+  async admit<T>(userId: string, count: number, busyRetrySeconds: number, insert: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
     const previous = this.locks.get(userId) ?? Promise.resolve();
-    const turn = previous.then(async () => {
-      await this.check(userId, count, busyRetrySeconds);
-      return insert();
-    });
+    const turn = previous.then(() =>
+      this.db.transaction().execute(async (trx) => {
+        await lockUser(trx, userId);
+        await this.check(trx, userId, count, busyRetrySeconds);
+        return insert(trx);
+      }),
+    );
     const settled = turn.then(
       () => undefined,
       () => undefined,
@@ -76,9 +84,9 @@ export class GenerationLimits {
     return turn;
   }
 
-  private async check(userId: string, count: number, busyRetrySeconds: number): Promise<void> {
+  private async check(trx: Transaction<Database>, userId: string, count: number, busyRetrySeconds: number): Promise<void> {
     const now = new Date();
-    const usage = await readGenerationUsage(this.db, userId, now);
+    const usage = await readGenerationUsage(trx, userId, now);
     const { activeGenerations, generationsPerHour } = this.limits;
     if (usage.active + count > activeGenerations) {
       throw rateLimited(
@@ -89,14 +97,14 @@ export class GenerationLimits {
     if (usage.lastHour + count > generationsPerHour) {
       throw rateLimited(
         `Too many generations: ${usage.lastHour} created in the last hour, ${count} more asked (limit ${generationsPerHour} per hour per user)`,
-        await this.secondsUntilRoom(userId, now, usage.lastHour + count - generationsPerHour),
+        await this.secondsUntilRoom(trx, userId, now, usage.lastHour + count - generationsPerHour),
       );
     }
   }
 
   /** Seconds until `leaving` generations of the window have left it: when the `leaving`-th oldest turns an hour old. */
-  private async secondsUntilRoom(userId: string, now: Date, leaving: number): Promise<number> {
-    const row = await this.db
+  private async secondsUntilRoom(trx: Transaction<Database>, userId: string, now: Date, leaving: number): Promise<number> {
+    const row = await trx
       .selectFrom('generations')
       .select('created_at')
       .where('user_id', '=', userId)
@@ -109,4 +117,10 @@ export class GenerationLimits {
     if (!row) return HOUR_MS / 1000;
     return (Date.parse(row.created_at) + HOUR_MS - now.getTime()) / 1000;
   }
+}
+
+/** Serialises the user's admissions across processes until the transaction ends (see GenerationLimits). */
+async function lockUser(trx: Transaction<Database>, userId: string): Promise<void> {
+  if (dialectOf(trx) === 'postgres') await trx.selectFrom('users').select('id').where('id', '=', userId).forUpdate().execute();
+  else await trx.updateTable('users').set({ id: sql.ref('id') }).where('id', '=', userId).execute();
 }

@@ -1,5 +1,6 @@
 import { dialectOf, type Db } from '../../db/database.js';
 import { rateLimited } from '../errors.js';
+import type { GrantCheck, SharedGrants } from './shared-grants.js';
 import { readUploadUsage, type UploadUsage } from './upload-usage.js';
 
 export interface UploadQuotaLimits {
@@ -20,6 +21,11 @@ export interface UploadQuotaOptions {
   maxUsers?: number;
   /** Clock, for tests of the ledger itself; default Date.now. */
   now?: () => number;
+  /**
+   * In a cluster, every node's grants (src/redis/upload-grants.ts): each presign is then checked
+   * and recorded there instead of in this process's ledger. Without it, the ledger alone.
+   */
+  shared?: SharedGrants;
 }
 
 interface Amount {
@@ -44,7 +50,21 @@ export interface Ledger {
   committed: Amount;
   inflight: Amount;
   deriving: Promise<void> | null;
+  /** With shared grants: the shared clock's time read before the last derivation's query (else unused). */
+  since: number;
 }
+
+/** A grant recorded in the shared grants: the user and its name there. */
+interface SharedGrant {
+  readonly userId: string;
+  readonly member: string;
+}
+
+/**
+ * What a reservation hands back to `settle`: the user's ledger when the grant is in this process's
+ * memory, or the grant's name in the shared grants. Opaque to the caller.
+ */
+export type Grant = Ledger | SharedGrant;
 
 /**
  * Derivations that take under this are cheap enough to run before every refusal.
@@ -78,11 +98,20 @@ const DUTY_FACTOR = 100;
  * (rows in flight and rows committed after a snapshot's query began stay
  * counted, perhaps twice). It over-counts by the uploads that arrived,
  * expired or were rejected since the last derivation (at most `maxAgeMs` old,
- * and never when refusing). It can under-count only presigns granted by
- * another process on the same database since the last derivation: at most
- * what that process grants in `maxAgeMs` (one server per SQLite file is the
- * supported set-up; a cluster shares counters in a later issue). A restart
- * forgets nothing: the first presign of each user derives afresh.
+ * and never when refusing). Without shared grants it can under-count only
+ * presigns granted by another process on the same database since the last
+ * derivation: at most what that process grants in `maxAgeMs` (one server per
+ * SQLite file is the supported set-up). A restart forgets nothing: the first
+ * presign of each user derives afresh.
+ *
+ * With shared grants (a cluster: `options.shared`), the ledger keeps only the
+ * database-derived base, and every presign is one atomic check-and-record in
+ * the shared grants, against the base plus every node's grants that the base
+ * may lack: those still in flight, and those committed after the shared
+ * clock's reading that preceded the base's query. So no node under-counts
+ * another's; the over-count is that of the base, plus the grants committed
+ * just before the query began (counted twice, for about a second). Before a
+ * refusal the base is derived afresh, as in-process.
  */
 export class UploadQuota {
   private readonly ledgers = new Map<string, Ledger>();
@@ -107,7 +136,9 @@ export class UploadQuota {
    * Null when that cannot be decided without the database (no ledger, a stale
    * one, or one that would refuse): then call `reserve`.
    */
-  tryReserve(userId: string, bytes: number): Ledger | null {
+  tryReserve(userId: string, bytes: number): Grant | null {
+    // With shared grants nothing is decided in memory: every presign asks them (`reserve`).
+    if (this.options.shared !== undefined) return null;
     const ledger = this.ledgers.get(userId);
     if (ledger === undefined || this.now() - ledger.derivedAt > this.maxAgeMs || this.refusal(ledger, bytes) !== null) return null;
     ledger.inflight.count += 1;
@@ -116,7 +147,7 @@ export class UploadQuota {
   }
 
   /** Grants `bytes` to the user, deriving the ledger when needed; throws 429 `rate_limited` when a quota is used up. */
-  async reserve(userId: string, bytes: number): Promise<Ledger> {
+  async reserve(userId: string, bytes: number): Promise<Grant> {
     let ledger = this.ledgers.get(userId);
     if (ledger === undefined) ledger = this.add(userId);
     let fresh = false;
@@ -124,6 +155,7 @@ export class UploadQuota {
       await this.derive(ledger);
       fresh = true;
     }
+    if (this.options.shared !== undefined) return this.reserveShared(this.options.shared, ledger, bytes, fresh);
     if (!fresh && this.refusal(ledger, bytes) !== null && this.mayRederive(ledger)) await this.derive(ledger);
     const refusal = this.refusal(ledger, bytes);
     if (refusal !== null) throw refusal;
@@ -133,7 +165,12 @@ export class UploadQuota {
   }
 
   /** Settles a grant: `committed` when its row is in the database, false when the presign failed and reserved nothing. */
-  settle(ledger: Ledger, bytes: number, committed: boolean): void {
+  settle(grant: Grant, bytes: number, committed: boolean): void {
+    if ('member' in grant) {
+      this.options.shared!.settle(grant.userId, grant.member, committed);
+      return;
+    }
+    const ledger = grant;
     ledger.inflight.count -= 1;
     ledger.inflight.bytes -= bytes;
     if (committed) {
@@ -151,7 +188,7 @@ export class UploadQuota {
     if (ledger) ledger.derivedAt = -Infinity;
   }
 
-  /** The ledger's view of a user's usage (for tests and diagnostics), or null when this process has none. */
+  /** The ledger's view of a user's usage (for tests and diagnostics), or null when this process has none; with shared grants, its base only. */
   view(userId: string): UploadUsage | null {
     const ledger = this.ledgers.get(userId);
     if (!ledger) return null;
@@ -163,10 +200,49 @@ export class UploadQuota {
     };
   }
 
+  /**
+   * One check-and-record in the shared grants, against a base derived again (once) before a refusal,
+   * as in-process, and whenever the shared grants no longer hold what an old base lacks (`stale`).
+   */
+  private async reserveShared(shared: SharedGrants, ledger: Ledger, bytes: number, fresh: boolean): Promise<SharedGrant> {
+    let outcome = await shared.tryGrant(this.grantCheck(ledger, bytes));
+    if (outcome.kind === 'stale' || (outcome.kind === 'refused' && !fresh && this.mayRederive(ledger))) {
+      await this.derive(ledger);
+      outcome = await shared.tryGrant(this.grantCheck(ledger, bytes));
+    }
+    switch (outcome.kind) {
+      case 'granted':
+        return { userId: ledger.userId, member: outcome.grant };
+      case 'refused':
+        throw this.refusalOf(ledger.base, outcome.pendingUploads, outcome.usedBytes, bytes)!;
+      case 'stale':
+        // Only a derivation that outlasted what the shared grants keep (a minute) gets here.
+        throw new Error(`upload quota: the usage of ${ledger.userId} took too long to derive to be checked against the shared grants`);
+    }
+  }
+
+  private grantCheck(ledger: Ledger, bytes: number): GrantCheck {
+    return {
+      userId: ledger.userId,
+      bytes,
+      since: ledger.since,
+      basePending: ledger.base.pendingUploads,
+      baseUsedBytes: ledger.base.storedBytes + ledger.base.reservedBytes,
+      maxPending: this.limits.pendingUploads,
+      maxBytes: this.limits.storedBytes,
+    };
+  }
+
   private refusal(ledger: Ledger, bytes: number): Error | null {
     const pending = ledger.base.pendingUploads + ledger.committed.count + ledger.inflight.count;
+    const used = ledger.base.storedBytes + ledger.base.reservedBytes + ledger.committed.bytes + ledger.inflight.bytes;
+    return this.refusalOf(ledger.base, pending, used, bytes);
+  }
+
+  /** The 429 for `pending` upload URLs and `used` bytes (the base's included), or null when `bytes` more fit. */
+  private refusalOf(base: UploadUsage, pending: number, used: number, bytes: number): Error | null {
     if (pending >= this.limits.pendingUploads) {
-      const earliest = ledger.base.earliestPendingExpiry;
+      const earliest = base.earliestPendingExpiry;
       const retry = earliest === null ? this.options.urlTtlSeconds : (Date.parse(earliest) - this.now()) / 1000;
       return rateLimited(
         `Too many pending uploads: ${pending} upload URLs are unused (limit ${this.limits.pendingUploads} per user); ` +
@@ -174,11 +250,10 @@ export class UploadQuota {
         Math.min(Math.max(retry, 1), this.options.urlTtlSeconds),
       );
     }
-    const used = ledger.base.storedBytes + ledger.base.reservedBytes + ledger.committed.bytes + ledger.inflight.bytes;
     if (used + bytes > this.limits.storedBytes) {
-      const reserved = used - ledger.base.storedBytes;
+      const reserved = used - base.storedBytes;
       return rateLimited(
-        `Storage quota exceeded: ${ledger.base.storedBytes} bytes stored and ${reserved} reserved by pending uploads; ` +
+        `Storage quota exceeded: ${base.storedBytes} bytes stored and ${reserved} reserved by pending uploads; ` +
           `this upload would reserve ${bytes} more (limit ${this.limits.storedBytes} bytes per user)`,
         // Reservations free as their URLs are used or expire; stored bytes do not free by waiting.
         reserved > 0 ? this.options.urlTtlSeconds : 3600,
@@ -210,6 +285,7 @@ export class UploadQuota {
       committed: { count: 0, bytes: 0 },
       inflight: { count: 0, bytes: 0 },
       deriving: null,
+      since: -Infinity,
     };
     this.ledgers.set(userId, ledger);
     return ledger;
@@ -224,8 +300,11 @@ export class UploadQuota {
       const started = this.now();
       const t0 = performance.now();
       try {
+        // Read before the query starts: a grant whose row the snapshot lacks commits after this, or is still in flight.
+        const since = this.options.shared === undefined ? -Infinity : await this.options.shared.clock();
         const base = await readUploadUsage(this.db, ledger.userId, new Date(started), this.options.reservationGraceMs);
         ledger.base = base;
+        ledger.since = since;
         ledger.committed.count -= taken.count;
         ledger.committed.bytes -= taken.bytes;
         ledger.costMs = performance.now() - t0;
