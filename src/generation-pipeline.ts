@@ -9,9 +9,12 @@ import { GenerationWorker } from './domain/generations/worker.js';
 import { GenerationLimits } from './domain/usage/generation-usage.js';
 import type { Verifier } from './domain/verification.js';
 import type { JobConsumer, JobProducer } from './queue/job-queue.js';
+import { CallbackLedger } from './runners/http/callback-ledger.js';
 import { HttpRunner, workerUrlsOf } from './runners/http/http-runner.js';
 import { LocalRunner } from './runners/local/local-runner.js';
+import { signingSecret } from './signing-secret.js';
 import type { ObjectStore } from './storage/object-store.js';
+import { WebhookDispatcher } from './webhooks/webhook-dispatcher.js';
 import { WebhookSender } from './webhooks/webhook-sender.js';
 
 /**
@@ -20,20 +23,17 @@ import { WebhookSender } from './webhooks/webhook-sender.js';
  * that runs jobs. The embedded role wires both on one queue.
  */
 
-/** What both halves share: the model registry and the webhook sender (the API checks `webhook_url`, the worker delivers). */
+/** What both halves share: the model registry and the webhook sender (the API checks `webhook_url`, the worker's dispatcher sends). */
 export interface GenerationBasics {
   registry: ModelRegistry;
   webhooks: WebhookSender;
 }
 
 /** Loads the model registry (throws a ModelRegistryError when the file is invalid) and makes the webhook sender. */
-export function openGenerationBasics(config: Config, log: FastifyBaseLogger): GenerationBasics {
+export function openGenerationBasics(config: Config): GenerationBasics {
   return {
     registry: ModelRegistry.load(config.generation.modelsFile),
-    webhooks: new WebhookSender({
-      allowPrivate: config.generation.webhookAllowPrivate,
-      log: (message, details) => log.warn(details, message),
-    }),
+    webhooks: new WebhookSender({ allowPrivate: config.generation.webhookAllowPrivate }),
   };
 }
 
@@ -49,16 +49,17 @@ export function openGenerationService(
   return new Generations(db, verifier, basics.registry, producer, store, basics.webhooks, new GenerationLimits(db, config.limits));
 }
 
-/** The worker's half: runs jobs the consumer hands it, through the model's runner. */
+/** The worker's half: runs jobs the consumer hands it, through the model's runner, and sends webhook deliveries. */
 export interface GenerationWorkerNode {
   /**
-   * Completion callbacks of model workers (runner `http`). They are held in this process's memory,
-   * so only a process that runs jobs and serves HTTP (the embedded role) can answer them today.
+   * Completion callbacks of model workers (runner `http`), kept in the database: any API node
+   * accepts them. The embedded role serves them through this one, so that a callback it accepts
+   * wakes its own waiting run at once.
    */
   runnerCallbacks: RunnerCallbacks;
-  /** Prepares the runners and starts taking jobs; in the embedded role, call once the server listens (model workers call it back, and on the disk store download through its URLs). */
+  /** Prepares the runners and starts taking jobs and sending webhooks; in the embedded role, call once the server listens (model workers call it back, and on the disk store download through its URLs). */
   start(): Promise<void>;
-  /** Stops taking jobs; the running ones are aborted and handed back (a later start, here or elsewhere, runs them again). */
+  /** Stops taking jobs and sending webhooks; running jobs and deliveries in flight are aborted and handed back (a later start, here or elsewhere, takes them again). */
   stop(): Promise<void>;
 }
 
@@ -73,35 +74,39 @@ export function openGenerationWorker(
 ): GenerationWorkerNode {
   const logError = (err: unknown, subject: string) => log.error({ err, subject }, 'generation error');
   const local = new LocalRunner({ store, workDir: path.join(config.dataDir, 'tmp', 'generations'), log: logError });
-  const remote = new HttpRunner({ store, publicUrl, workerUrl: workerUrlsOf(basics.registry.all()), log: logError });
+  const callbacks = openRunnerCallbacks(config, db, log);
+  const remote = new HttpRunner({ store, publicUrl, callbacks, workerUrl: workerUrlsOf(basics.registry.all()), log: logError });
   const runners: Record<'local' | 'http', Runner> = { local, http: remote };
-  const worker = new GenerationWorker(db, basics.registry, store, basics.webhooks, {
+  // Deliveries are sent wherever jobs run; the worker queues them in the transaction that settles each job.
+  const webhooks = new WebhookDispatcher(db, store, basics.webhooks, { log: (message, details) => log.warn(details, message) });
+  const worker = new GenerationWorker(db, basics.registry, webhooks, {
     timeoutSeconds: config.generation.timeoutSeconds,
     runnerFor: (type) => runners[type],
     log: logError,
   });
   return {
-    runnerCallbacks: remote,
+    runnerCallbacks: callbacks,
     async start() {
       await local.init();
+      webhooks.start();
       await consumer.start(worker);
     },
     async stop() {
       await consumer.stop();
+      await webhooks.stop();
     },
   };
 }
 
 /**
- * Callbacks of an API process that runs no jobs: it dispatched nothing, so every callback is for a
- * job it does not know (the same answer the embedded role gives a job that is not waiting). Callbacks
- * reaching any API node is item 3 of issue 12 (their state in the database).
+ * The callbacks of an API process that runs no jobs: those of jobs any worker runs, read from and
+ * settled in the database, and announced to the waiting worker (NOTIFY on PostgreSQL; it polls too).
  */
-export function openApiRunnerCallbacks(store: ObjectStore, basics: GenerationBasics, publicUrl: string, log: FastifyBaseLogger): RunnerCallbacks {
-  return new HttpRunner({
-    store,
-    publicUrl,
-    workerUrl: workerUrlsOf(basics.registry.all()),
-    log: (err, subject) => log.error({ err, subject }, 'generation error'),
-  });
+export function openApiRunnerCallbacks(config: Config, db: Db, log: FastifyBaseLogger): RunnerCallbacks {
+  return openRunnerCallbacks(config, db, log);
+}
+
+/** The ledger on this node's signing secret, which every node of a cluster shares (config requires it for split roles on PostgreSQL). */
+function openRunnerCallbacks(config: Config, db: Db, log: FastifyBaseLogger): CallbackLedger {
+  return new CallbackLedger(db, signingSecret(config), { log: (err, subject) => log.error({ err, subject }, 'runner callback error') });
 }

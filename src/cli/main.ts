@@ -177,7 +177,7 @@ async function usersShow(config: Config, args: string[], out: Out): Promise<numb
   out.stdout(`stored bytes\t${b.used} / ${b.limit} (${b.stored} stored + ${b.reserved} reserved by pending uploads)`);
   out.stdout(`active generations\t${usage.active_generations.used} / ${usage.active_generations.limit} (queued or running)`);
   out.stdout(`generations, last hour\t${usage.generations_last_hour.used} / ${usage.generations_last_hour.limit}`);
-  out.stdout(`presigns per minute\tlimit ${usage.presigns_per_minute.limit} (counted in the server's memory)`);
+  out.stdout(`presigns per minute\tlimit ${usage.presigns_per_minute.limit} (counted by the API nodes, not in the database)`);
   return 0;
 }
 

@@ -9,6 +9,7 @@ import type { Generations } from '../domain/generations/generations.js';
 import type { RunnerCallbacks } from '../domain/generations/runner.js';
 import type { Uploads } from '../domain/uploads.js';
 import type { Verifier } from '../domain/verification.js';
+import type { LimitsRedis } from '../redis/upload-grants.js';
 import { DiskStore } from '../storage/disk/disk-store.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { clientErrorHandler, frameworkErrorHandler, installErrorHandling } from './errors.js';
@@ -36,6 +37,11 @@ export interface AppDependencies {
   readiness?: () => Promise<{ ok: boolean; checks: Record<string, { ok: boolean; ms: number; error?: string }> }>;
   /** Per-user limits; the presign rate limit is enforced by the route (src/http/routes/presign.ts). */
   limits: LimitsConfig;
+  /**
+   * In a cluster, the Redis the presign rate limit counts in, so that the limit holds across the
+   * nodes (src/redis/upload-grants.ts `openLimitsRedis`); without it, in this process's memory.
+   */
+  limitsRedis?: LimitsRedis | null;
 }
 
 /** JSON bodies of the API are small; anything larger is refused before parsing. */
@@ -78,12 +84,17 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   });
 
   // No global limit: only routes that set `config.rateLimit` are limited (the presign route, per user).
-  // The store is the plugin's in-memory one; a cluster passes its `redis` option to share counters.
+  // The store is the plugin's in-memory one, or in a cluster its Redis store: one counter per user
+  // and window under the installation's prefix, incremented by one script, shared by every node.
+  // Fail closed: when Redis does not answer, the store's error is not skipped (`skipOnError`) but
+  // fails the presign (500 `server_error`, details in the log only), as the upload quota's count does:
+  // skipping would leave every node unlimited for as long as Redis is away (docs/security.md).
   // No x-ratelimit-* headers on answers within the limit: they cost a measurable part of a
   // presign (docs/performance.md). A refusal carries them, and Retry-After.
   await app.register(rateLimit, {
     global: false,
     cache: 10_000,
+    ...(deps.limitsRedis ? { redis: deps.limitsRedis.client, nameSpace: `${deps.limitsRedis.prefix}:presign-rate:`, skipOnError: false } : {}),
     addHeadersOnExceeding: { 'x-ratelimit-limit': false, 'x-ratelimit-remaining': false, 'x-ratelimit-reset': false },
   });
   await app.register(presignRoutes, { apiKeys: deps.apiKeys, uploads: deps.uploads, presignsPerMinute: deps.limits.presignsPerMinute });

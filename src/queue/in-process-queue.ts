@@ -87,6 +87,9 @@ export class InProcessQueue implements JobProducer, JobConsumer {
     await this.announce();
   }
 
+  /** Nothing to release: the producer side is the database pool, which the caller owns. */
+  async close(): Promise<void> {}
+
   async start(handler: JobHandler): Promise<void> {
     this.handler = handler;
     this.stopped = false;

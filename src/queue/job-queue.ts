@@ -16,6 +16,8 @@ export interface JobHandler {
 export interface JobProducer {
   /** Makes a persisted, not yet started job eligible to run, and tells consumers (in any process) there is work. */
   enqueue(jobId: string): Promise<void>;
+  /** Releases the producer's connections; queued jobs stay queued. Safe to call twice. */
+  close(): Promise<void>;
 }
 
 /** The consumer side: what a worker process runs. Several consumers, in several processes, may share one queue. */
@@ -27,7 +29,16 @@ export interface JobConsumer {
 }
 
 /**
- * The generation queue, both sides. The in-process implementation keeps the
- * queue in the database; a Redis-backed one can implement the same interfaces.
+ * The generation queue, both sides. Two implementations, one behaviour
+ * (test/queue/support/queue-behaviour.ts runs the same suite on both):
+ *
+ * - InProcessQueue (in-process-queue.ts): the queue is the `generations` table
+ *   itself, claimed with conditional UPDATEs under leases; the default, for one
+ *   database and no other moving part.
+ * - BullmqQueue (bullmq-queue.ts), with `KEYFRAME_REDIS_URL`: BullMQ on the
+ *   cluster's Redis (job id = generation id) dispatches; the row stays the
+ *   truth of the job's state. BullMQ's lock and stalled check replace the
+ *   leases, a per-user priority approximates the database queue's fair order,
+ *   and a periodic reconcile pass repairs any drift between rows and Redis.
  */
 export type JobQueue = JobProducer & JobConsumer;

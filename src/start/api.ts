@@ -13,6 +13,7 @@ import { openApiRunnerCallbacks, openGenerationBasics, openGenerationService, ty
 import { buildApp } from '../http/app.js';
 import { FfprobeMediaProbe } from '../media/ffprobe.js';
 import type { JobProducer } from '../queue/job-queue.js';
+import { openLimitsRedis, RedisUploadGrants } from '../redis/upload-grants.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { createLogger, hostForUrl, openDatabaseFor, openFoundation, openJobProducer, readinessChecks, type Foundation } from './shared.js';
 
@@ -48,6 +49,9 @@ export async function buildApiApp(
   const { db, store } = foundation;
   // Each reference is probed on a private copy (<dataDir>/tmp/verify, 0700), never through a URL.
   const verifier = new Verifier(db, store, { scratchDir: path.join(config.dataDir, 'tmp', 'verify'), probe: new FfprobeMediaProbe() });
+  // In a cluster the presign limits count in Redis, on a connection that fails fast (see openLimitsRedis).
+  const limitsRedis =
+    foundation.redis && (await openLimitsRedis(foundation.redis, (err) => log.warn({ err }, 'redis connection error (presign limits)')));
   return buildApp({
     apiKeys: new ApiKeys(db),
     uploads: new Uploads(
@@ -58,9 +62,13 @@ export async function buildApiApp(
         // On S3 an object PUT and never verified stays pending: its reservation stands until it is resolved.
         reservationGraceMs: config.storage === 'disk' ? DISK_RESERVATION_GRACE_MS : Infinity,
         urlTtlSeconds: config.uploadUrlTtlSeconds,
+        shared: limitsRedis
+          ? new RedisUploadGrants(limitsRedis, (err) => log.warn({ err }, 'upload quota: a grant not settled in Redis counts until its deadline'))
+          : undefined,
       }),
     ),
     limits: config.limits,
+    limitsRedis,
     verifier,
     generations: openGenerationService(config, db, store, verifier, basics, producer),
     runnerCallbacks,
@@ -80,14 +88,16 @@ export async function startApi(config: Config, log: FastifyBaseLogger = createLo
   const db = await openDatabaseFor(config);
   let foundation: Foundation | null = null;
   let app: FastifyInstance | null = null;
+  let producer: JobProducer | null = null;
   try {
     const { port, url, publicUrl } = await apiAddress(config);
     foundation = await openFoundation(config, db, publicUrl, log);
-    const basics = openGenerationBasics(config, log);
-    const producer = openJobProducer(config, db, log);
-    app = await buildApiApp(config, foundation, log, basics, producer, openApiRunnerCallbacks(foundation.store, basics, publicUrl, log));
+    const basics = openGenerationBasics(config);
+    producer = openJobProducer(config, foundation, log);
+    app = await buildApiApp(config, foundation, log, basics, producer, openApiRunnerCallbacks(config, db, log));
     await app.listen({ host: config.host, port });
     const running = app;
+    const enqueuer = producer;
     const opened = foundation;
     let closing: Promise<void> | null = null;
     return {
@@ -100,12 +110,13 @@ export async function startApi(config: Config, log: FastifyBaseLogger = createLo
         (closing ??= (async () => {
           // Stops accepting and waits for the requests in flight (bounded by the shutdown timeout).
           await running.close();
-          basics.webhooks.stop();
+          await enqueuer.close();
           await opened.close();
         })()),
     };
   } catch (err) {
     await app?.close();
+    await producer?.close();
     await (foundation ? foundation.close() : db.destroy());
     throw err;
   }

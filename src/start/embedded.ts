@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { Config } from '../config.js';
+import type { JobQueue } from '../queue/job-queue.js';
 import { openGenerationBasics, openGenerationWorker, type GenerationWorkerNode } from '../generation-pipeline.js';
 import { apiAddress, buildApiApp, type RunningServer } from './api.js';
 import { consumerOf, createLogger, openDatabaseFor, openFoundation, openJobQueue, producerOf, type Foundation } from './shared.js';
@@ -13,11 +14,12 @@ export async function startEmbedded(config: Config, log: FastifyBaseLogger = cre
   let foundation: Foundation | null = null;
   let app: FastifyInstance | null = null;
   let worker: GenerationWorkerNode | null = null;
+  let queue: JobQueue | null = null;
   try {
     const { port, url, publicUrl } = await apiAddress(config);
     foundation = await openFoundation(config, db, publicUrl, log);
-    const basics = openGenerationBasics(config, log);
-    const queue = openJobQueue(config, db, log);
+    const basics = openGenerationBasics(config);
+    queue = openJobQueue(config, foundation, log);
     worker = openGenerationWorker(config, db, foundation.store, basics, consumerOf(queue), publicUrl, log);
     app = await buildApiApp(config, foundation, log, basics, producerOf(queue), worker.runnerCallbacks);
     await app.listen({ host: config.host, port });
@@ -25,6 +27,7 @@ export async function startEmbedded(config: Config, log: FastifyBaseLogger = cre
     await worker.start();
     const running = app;
     const jobs = worker;
+    const jobQueue = queue;
     const opened = foundation;
     let closing: Promise<void> | null = null;
     return {
@@ -38,13 +41,14 @@ export async function startEmbedded(config: Config, log: FastifyBaseLogger = cre
           // Stop claiming and hand the running jobs back first, then drain the HTTP requests in flight.
           await jobs.stop();
           await running.close();
-          basics.webhooks.stop();
+          await jobQueue.close();
           await opened.close();
         })()),
     };
   } catch (err) {
     await worker?.stop().catch(() => {});
     await app?.close();
+    await queue?.close().catch(() => {});
     await (foundation ? foundation.close() : db.destroy());
     throw err;
   }

@@ -5,6 +5,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../config.js';
 import { databaseTargetOf, openDatabase, type Db } from '../db/database.js';
 import { loggerOptions } from '../http/logging.js';
+import { BullmqQueue } from '../queue/bullmq-queue.js';
 import { InProcessQueue } from '../queue/in-process-queue.js';
 import { openRedis, type RedisHandle } from '../redis/connection.js';
 import type { JobConsumer, JobProducer, JobQueue } from '../queue/job-queue.js';
@@ -91,32 +92,43 @@ export async function openFoundation(config: Config, db: Db, publicUrl: string, 
 }
 
 /**
- * The generation queue on the database (src/queue/). One object holds both sides today; each role
- * takes only the side it uses (`producerOf`, `consumerOf`), so that a producer-only queue is a
- * one-line change in `openJobProducer`.
+ * The generation queue: on Redis (BullMQ) when `KEYFRAME_REDIS_URL` is set, else on the database
+ * (src/queue/). One object holds both sides; each role takes only the side it uses (`producerOf`,
+ * `consumerOf`), so an api process can never start consuming.
  */
-export function openJobQueue(config: Config, db: Db, log: FastifyBaseLogger): JobQueue {
-  return new InProcessQueue(db, {
+export function openJobQueue(config: Config, foundation: Pick<Foundation, 'db' | 'redis'>, log: FastifyBaseLogger): JobQueue {
+  const options = {
     concurrency: config.generation.concurrency,
     maxAttempts: config.generation.maxAttempts,
     leaseMs: config.generation.leaseSeconds * 1000,
-    onError: (err, jobId) => log.error({ err, subject: jobId }, 'generation error'),
-  });
+    onError: (err: unknown, jobId: string) => log.error({ err, subject: jobId }, 'generation error'),
+  };
+  if (foundation.redis) {
+    return new BullmqQueue(foundation.db, { ...options, redis: foundation.redis, log: (message, details) => log.info(details, message) });
+  }
+  return new InProcessQueue(foundation.db, options);
 }
 
 /** What the api role enqueues with: it never starts a consumer, so no job ever runs in that process. */
-export function openJobProducer(config: Config, db: Db, log: FastifyBaseLogger): JobProducer {
-  return producerOf(openJobQueue(config, db, log));
+export function openJobProducer(config: Config, foundation: Pick<Foundation, 'db' | 'redis'>, log: FastifyBaseLogger): JobProducer {
+  return producerOf(openJobQueue(config, foundation, log));
 }
 
-/** What the worker role consumes with. */
-export function openJobConsumer(config: Config, db: Db, log: FastifyBaseLogger): JobConsumer {
-  return consumerOf(openJobQueue(config, db, log));
+/** What the worker role consumes with; its stop also releases the queue's producer side (reconcile enqueues through it). */
+export function openJobConsumer(config: Config, foundation: Pick<Foundation, 'db' | 'redis'>, log: FastifyBaseLogger): JobConsumer {
+  const queue = openJobQueue(config, foundation, log);
+  return {
+    start: (handler) => queue.start(handler),
+    stop: async () => {
+      await queue.stop();
+      await queue.close();
+    },
+  };
 }
 
 /** Only the enqueue side of a queue: nothing holding it can start (or stop) consuming. */
 export function producerOf(queue: JobProducer): JobProducer {
-  return { enqueue: (jobId) => queue.enqueue(jobId) };
+  return { enqueue: (jobId) => queue.enqueue(jobId), close: () => queue.close() };
 }
 
 /** Only the consuming side of a queue. */

@@ -26,8 +26,8 @@ export async function startWorker(config: Config, log: FastifyBaseLogger = creat
   try {
     const publicUrl = config.publicUrl ?? `http://${hostForUrl(config.host)}:${config.port}`;
     foundation = await openFoundation(config, db, publicUrl, log);
-    const basics = openGenerationBasics(config, log);
-    worker = openGenerationWorker(config, db, foundation.store, basics, openJobConsumer(config, db, log), publicUrl, log);
+    const basics = openGenerationBasics(config);
+    worker = openGenerationWorker(config, db, foundation.store, basics, openJobConsumer(config, foundation, log), publicUrl, log);
     await worker.start();
     const jobs = worker;
     const opened = foundation;
@@ -39,7 +39,6 @@ export async function startWorker(config: Config, log: FastifyBaseLogger = creat
       close: () =>
         (closing ??= (async () => {
           await jobs.stop();
-          basics.webhooks.stop();
           await opened.close();
         })()),
     };

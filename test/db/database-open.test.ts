@@ -25,9 +25,9 @@ describe('migrations as a step', () => {
       (e: unknown) => e,
     );
     expect(err).toBeInstanceOf(SchemaBehindError);
-    expect((err as Error).message).toBe('the database schema is behind this version of Keyframe (6 migrations pending): run `keyframe migrate`');
+    expect((err as Error).message).toBe('the database schema is behind this version of Keyframe (8 migrations pending): run `keyframe migrate`');
     // Nothing was created: the check reads the migration table only.
-    const db = await openDatabase(target(), { onMigrated: (names) => expect(names).toHaveLength(6) });
+    const db = await openDatabase(target(), { onMigrated: (names) => expect(names).toHaveLength(8) });
     await db.destroy();
   });
 

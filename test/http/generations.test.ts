@@ -295,6 +295,8 @@ describe('webhooks', () => {
       const expected = `v1=${createHmac('sha256', secret).update(`${timestamp}.${delivery!.body}`).digest('hex')}`;
       expect(delivery!.headers['x-keyframe-signature']).toBe(expected);
       expect(delivery!.headers['content-type']).toBe('application/json');
+      // The id of the delivery's row: what a receiver de-duplicates on.
+      expect(delivery!.headers['x-keyframe-delivery']).toMatch(/^whd_/);
       expect(JSON.parse(delivery!.body)).toMatchObject({ id, status: 'completed', video_url: expect.any(String), error: null });
     } finally {
       await new Promise((resolve) => receiver.close(resolve));

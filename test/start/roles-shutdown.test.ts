@@ -7,12 +7,15 @@ import type { Db } from '../../src/db/database.js';
 import { freePort } from '../../src/free-port.js';
 import { BIN, ensureBuilt } from '../helpers/build.js';
 import { testDatabase, TEST_DIALECT, type TestDatabase } from '../helpers/database.js';
+import { redisForTests, testRedis, type TestRedis } from '../helpers/redis.js';
 import { assertRgwReachable, removeBucket, rgwForTests, s3ServerEnv, uniqueBucketName } from '../helpers/rgw.js';
 
 // Roles and the orderly shutdown, on real `keyframe` processes (dist/), real signals and real HTTP on loopback.
 
 const run = promisify(execFile);
 const rgw = await rgwForTests('roles and shutdown test');
+const redis = await redisForTests('roles and shutdown test (queue on Redis)');
+const redises: TestRedis[] = [];
 
 let database: TestDatabase;
 let reader: Db;
@@ -122,6 +125,7 @@ afterAll(async () => {
   for (const child of children) child.kill('SIGKILL');
   await sleep(200);
   for (const bucket of buckets) await removeBucket(rgw, bucket).catch(() => {});
+  for (const r of redises) await r.dispose();
   await database?.dispose();
 });
 
@@ -187,18 +191,36 @@ describe('SIGTERM on keyframe serve', () => {
   });
 });
 
-describe.skipIf(rgw.skip)('split roles on S3: serve --role api and keyframe worker', () => {
-  it('the api process never starts a job; a worker started later completes it; both exit 0 on SIGTERM', async () => {
+/** The queue a split-role cluster runs on: the database's, or BullMQ on Redis (KEYFRAME_REDIS_URL). */
+const QUEUES = [
+  { queue: 'database', skip: rgw.skip },
+  { queue: 'redis', skip: rgw.skip || redis.skip },
+] as const;
+
+describe.each(QUEUES)('split roles on S3, queue on the $queue: serve --role api and keyframe worker', ({ queue, skip }) => {
+  /** What every node of this test's cluster shares; a fresh bucket (and Redis prefix) per test. */
+  async function clusterEnv(port: number): Promise<Record<string, string>> {
     assertRgwReachable(rgw);
     const bucket = uniqueBucketName('roles');
     buckets.push(bucket);
-    const port = await freePort();
-    const shared = {
+    let queueEnv: Record<string, string> = {};
+    if (queue === 'redis') {
+      const r = await testRedis('roles');
+      redises.push(r);
+      queueEnv = r.env;
+    }
+    return {
       ...s3ServerEnv(rgw, bucket),
+      ...queueEnv,
       // On PostgreSQL a split role needs the cluster's shared settings.
       KEYFRAME_SIGNING_SECRET: 'a-shared-signing-secret-of-32-characters',
       KEYFRAME_PUBLIC_URL: `http://127.0.0.1:${port}`,
     };
+  }
+
+  it.skipIf(skip)('the api process never starts a job; a worker started later completes it; both exit 0 on SIGTERM', async () => {
+    const port = await freePort();
+    const shared = await clusterEnv(port);
     const apiNode = await serve(port, ['--role', 'api'], shared);
     expect(apiNode.stderr()).toContain('keyframe API listening');
     const id = await createGeneration(port, { duration: '1s', resolution: '480p' });
@@ -211,8 +233,34 @@ describe.skipIf(rgw.skip)('split roles on S3: serve --role api and keyframe work
     const final = await waitSettled(port, id, 90);
     expect(final.status, `${JSON.stringify(final)} ${worker.stderr()}`).toBe('completed');
     expect(worker.stderr()).toContain('keyframe worker running generation jobs');
+    if (queue === 'redis') {
+      // The job went through BullMQ, under this test's prefix (the queue named `generations`).
+      const r = redises.at(-1)!;
+      expect(await r.client.keys(`${r.config.prefix}:generations:*`)).not.toHaveLength(0);
+    }
 
     expect((await signalAndWait(worker, 'SIGTERM')).code, worker.stderr()).toBe(0);
+    expect((await signalAndWait(apiNode, 'SIGTERM')).code, apiNode.stderr()).toBe(0);
+  });
+
+  it.skipIf(skip)('SIGTERM of a worker mid-job hands the job back (not failed, no attempt counted); another worker completes it', async () => {
+    const port = await freePort();
+    const shared = await clusterEnv(port);
+    const apiNode = await serve(port, ['--role', 'api'], shared);
+    const first = spawnKeyframe(['worker'], { ...baseEnv, ...shared, PORT: '0' });
+    // A long render, so that SIGTERM lands while it runs.
+    const id = await createGeneration(port, { duration: '20s', resolution: '1080p' });
+    for (let i = 0; i < 400 && (await jobRow(id)).started_at === null; i++) await sleep(50);
+    expect((await jobRow(id)).started_at, first.stderr()).not.toBeNull();
+
+    expect((await signalAndWait(first, 'SIGTERM')).code, first.stderr()).toBe(0);
+    expect(await jobRow(id)).toMatchObject({ status: 'generating', started_at: null, attempts: 0, error: null });
+
+    const second = spawnKeyframe(['worker'], { ...baseEnv, ...shared, PORT: '0' });
+    const final = await waitSettled(port, id, 120);
+    expect(final.status, `${JSON.stringify(final)} ${second.stderr()}`).toBe('completed');
+    expect((await jobRow(id)).attempts).toBe(1);
+    expect((await signalAndWait(second, 'SIGTERM')).code, second.stderr()).toBe(0);
     expect((await signalAndWait(apiNode, 'SIGTERM')).code, apiNode.stderr()).toBe(0);
   });
 });

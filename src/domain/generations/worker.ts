@@ -97,6 +97,7 @@ export class GenerationWorker implements JobHandler {
   }
 }
 
+/** What a run came to: the finished video's key, or an error fit for the client. */
 type Outcome = { videoKey: string } | { error: string };
 
 /** Rejects as soon as `signal` aborts, even if the runner is slow to notice. */

@@ -4,19 +4,20 @@
  * each presign is checked and recorded in one shared place instead. The Redis adapter is
  * src/redis/upload-grants.ts; without Redis there is none and the quota stays in-process.
  *
- * The contract a grant follows: recorded in flight by `tryGrant`, then settled, once its row is
- * committed (counted from then on only against bases derived before the commit) or once its
- * presign failed (counted no more). Times are on the store's one clock (`clock`), never on a
- * node's, so that nodes whose clocks disagree still agree on what came before a snapshot.
+ * A grant is recorded in flight by `tryGrant`, then settled: once its row is committed (from then
+ * on it counts only against bases whose clock reading came before the commit) or once its presign
+ * failed (it counts no more). Times are readings of a per-user clock the store keeps, never a
+ * node's clock, so nodes whose clocks disagree still agree on what came before a snapshot.
  */
 export interface SharedGrants {
   /**
-   * The shared clock, in ms. Read before a derivation's database query starts: every grant whose
-   * row that snapshot may lack is still in flight then, or commits after this time.
+   * A reading of the user's clock (opaque: only the store compares readings). Read before a
+   * derivation's database query starts: every grant whose row that snapshot lacks is still in
+   * flight then, or commits after this reading.
    */
-  clock(): Promise<number>;
+  clock(userId: string): Promise<number>;
   /**
-   * In one atomic step: counts the user's grants still in flight or committed at or after
+   * In one atomic step: counts the user's grants still in flight or committed after
    * `check.since`, adds them to the base, and records the new grant (in flight) only when it fits
    * both limits. Throws when the store does not answer (the presign then fails, reserving nothing).
    */
@@ -34,7 +35,7 @@ export interface GrantCheck {
   userId: string;
   /** The reservation of the new grant, in bytes. */
   bytes: number;
-  /** The shared clock's time read before the base's query (`clock`). */
+  /** The user's clock, read before the base's query (`clock`). */
   since: number;
   /** Live, unused upload URLs in the base. */
   basePending: number;

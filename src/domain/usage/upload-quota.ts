@@ -39,7 +39,8 @@ interface Amount {
  * that the snapshot may not include; `inflight` are granted presigns whose
  * row is not committed yet. Both only ever add, so between derivations the
  * ledger can only over-count (arrivals, rejections and expiries that lowered
- * the real figure are picked up at the next derivation).
+ * the real figure are picked up at the next derivation). With shared grants
+ * only `base` and `since` count: the grants are counted in the shared grants.
  */
 export interface Ledger {
   readonly userId: string;
@@ -50,7 +51,7 @@ export interface Ledger {
   committed: Amount;
   inflight: Amount;
   deriving: Promise<void> | null;
-  /** With shared grants: the shared clock's time read before the last derivation's query (else unused). */
+  /** With shared grants: the user's shared clock, read before the last derivation's query (else unused). */
   since: number;
 }
 
@@ -107,11 +108,12 @@ const DUTY_FACTOR = 100;
  * With shared grants (a cluster: `options.shared`), the ledger keeps only the
  * database-derived base, and every presign is one atomic check-and-record in
  * the shared grants, against the base plus every node's grants that the base
- * may lack: those still in flight, and those committed after the shared
- * clock's reading that preceded the base's query. So no node under-counts
- * another's; the over-count is that of the base, plus the grants committed
- * just before the query began (counted twice, for about a second). Before a
- * refusal the base is derived afresh, as in-process.
+ * may lack: those still in flight, and those committed after the reading of
+ * the shared clock that preceded the base's query. So no node under-counts
+ * another's; the over-count is that of the base, plus the grants that commit
+ * while the query starts or whose settle has not reached the shared grants
+ * yet (counted twice, for milliseconds). Before a refusal the base is derived
+ * afresh, as in-process.
  */
 export class UploadQuota {
   private readonly ledgers = new Map<string, Ledger>();
@@ -301,7 +303,7 @@ export class UploadQuota {
       const t0 = performance.now();
       try {
         // Read before the query starts: a grant whose row the snapshot lacks commits after this, or is still in flight.
-        const since = this.options.shared === undefined ? -Infinity : await this.options.shared.clock();
+        const since = this.options.shared === undefined ? -Infinity : await this.options.shared.clock(ledger.userId);
         const base = await readUploadUsage(this.db, ledger.userId, new Date(started), this.options.reservationGraceMs);
         ledger.base = base;
         ledger.since = since;

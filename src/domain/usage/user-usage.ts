@@ -11,7 +11,7 @@ export interface UserUsageReport {
   stored_bytes: { stored: number; reserved: number; used: number; limit: number };
   active_generations: { used: number; limit: number };
   generations_last_hour: { used: number; limit: number };
-  /** Counted in the server's memory (not in the database), so only the limit is known here. */
+  /** Counted by the API nodes (in their memory, or in Redis in a cluster), not in the database: only the limit is known here. */
   presigns_per_minute: { limit: number };
 }
 

@@ -6,7 +6,9 @@ import { CALLBACK_SIGNATURE_HEADER, type RunnerCallbacks } from '../../domain/ge
 /**
  * Ours: model workers (runner `http`) report a finished job here. The call is
  * authenticated by an HMAC of the raw body with the job's own secret, not by
- * an API key, so the body is kept as the exact text that was signed.
+ * an API key, so the body is kept as the exact text that was signed. Any API
+ * node answers for a job run by any worker: the pending callbacks are in the
+ * database (src/runners/http/callback-ledger.ts).
  */
 export const runnerCallbackRoutes: FastifyPluginAsyncTypebox<{ callbacks: RunnerCallbacks }> = async (app, { callbacks }) => {
   app.removeContentTypeParser('application/json');
@@ -28,6 +30,9 @@ export const runnerCallbackRoutes: FastifyPluginAsyncTypebox<{ callbacks: Runner
           throw new ApiError('unauthorized', 'Invalid callback signature');
         case 'malformed':
           throw new ApiError('validation_error', 'Callback body must be JSON {"status":"completed"} or {"status":"failed","error":"..."}');
+        case 'unverifiable':
+          // A 5xx, not a 404: the job still waits, and a retry may reach a node configured alike.
+          throw new ApiError('server_error', 'This server cannot verify callbacks for this job (a configuration error); retry later');
       }
     },
   );

@@ -7,15 +7,13 @@ import {
   referenceChanged,
   RunnerFailure,
   verifiedEtag,
-  type CallbackOutcome,
   type RenderedVideo,
   type Runner,
-  type RunnerCallbacks,
 } from '../../domain/generations/runner.js';
 import { downloadHeaders, lookupMediaType, MAX_BYTES } from '../../domain/media-types.js';
 import { generationReferenceCopyKey, generationStagingKey } from '../../domain/object-keys.js';
 import type { DownloadHeaders, ObjectStore } from '../../storage/object-store.js';
-import { callbackSignatureValid } from './callback-signature.js';
+import type { AwaitedCallback, CallbackLedger } from './callback-ledger.js';
 
 /** What Keyframe POSTs to a model worker; docs/generations.md documents it. */
 export interface WorkerJobRequest {
@@ -29,25 +27,20 @@ export interface WorkerJobRequest {
   references: { field: string; url: string; contentType: string }[];
   output: { uploadUrl: string; contentType: 'video/mp4' };
   callbackUrl: string;
-  /** HMAC key the worker signs its callback with; valid for this job only. */
+  /** HMAC key the worker signs its callback with; valid for this run of the job only, and for one callback. */
   callbackSecret: string;
   expiresAt: string;
 }
-
-interface Pending {
-  secret: string;
-  settle: (outcome: Outcome) => void;
-}
-
-type Outcome = { ok: true } | { ok: false; error: string };
 
 /** Bytes `file-type` needs to recognise an MP4. */
 const SNIFF_BYTES = 4100;
 
 export interface HttpRunnerOptions {
   store: ObjectStore;
-  /** Base URL of this server, which workers call back. */
+  /** The URL model workers call back: an API node (or the load balancer in front of them), not necessarily this process. */
   publicUrl: string;
+  /** Where runs await their callbacks, which any API node may accept. */
+  callbacks: CallbackLedger;
   /** The worker URL of a model. */
   workerUrl: (modelName: string) => string;
   /** Where failures with details not fit for clients are logged. */
@@ -69,22 +62,20 @@ export interface HttpRunnerOptions {
  *   copies it, pinned to the ETag it checked, into the job's video key, so a
  *   replay of the PUT URL can only ever write the staging key, which nothing serves;
  * - the callback secret is single-use: the first accepted callback consumes it,
- *   and a replay gets the answer of an unknown job.
+ *   and a replay gets the answer of an unknown job (src/runners/http/callback-ledger.ts).
  */
-export class HttpRunner implements Runner, RunnerCallbacks {
-  private readonly pending = new Map<string, Pending>();
-
+export class HttpRunner implements Runner {
   constructor(private readonly options: HttpRunnerOptions) {}
 
   async run(job: GenerationJob, signal: AbortSignal): Promise<RenderedVideo> {
     const { store } = this.options;
     const ttl = Math.max(60, Math.ceil((job.deadline.getTime() - Date.now()) / 1000));
-    const secret = randomBytes(32).toString('base64url');
     // A run before a restart stored the video and was cut off before recording it: nothing to do again.
     if (await store.head(job.videoKey)) return { key: job.videoKey };
     const runId = randomBytes(12).toString('base64url');
     const stagingKey = generationStagingKey(job.userId, job.id, runId);
     const written: string[] = [stagingKey];
+    let awaited: AwaitedCallback | null = null;
     try {
       const references: WorkerJobRequest['references'] = [];
       for (const [i, ref] of job.params.references.entries()) {
@@ -92,6 +83,8 @@ export class HttpRunner implements Runner, RunnerCallbacks {
         written.push(copy.key);
         references.push({ field: ref.field, url: await store.presignGet(copy.key, ttl, copy.download), contentType: ref.contentType });
       }
+      // Recorded before the job is handed out: the worker may call back at once.
+      awaited = await this.options.callbacks.open(job.id, runId);
       const body: WorkerJobRequest = {
         id: job.id,
         modelName: job.modelName,
@@ -106,13 +99,10 @@ export class HttpRunner implements Runner, RunnerCallbacks {
           contentType: 'video/mp4',
         },
         callbackUrl: `${this.options.publicUrl}/api/generations/${encodeURIComponent(job.id)}/callback`,
-        callbackSecret: secret,
+        callbackSecret: awaited.secret,
         expiresAt: job.deadline.toISOString(),
       };
 
-      const outcome = new Promise<Outcome>((settle) => {
-        this.pending.set(job.id, { secret, settle });
-      });
       let res: Response;
       try {
         res = await fetch(this.options.workerUrl(job.modelName), {
@@ -128,41 +118,15 @@ export class HttpRunner implements Runner, RunnerCallbacks {
       }
       if (!res.ok) throw new RunnerFailure(`Generation failed: the model worker refused the job (HTTP ${res.status})`);
 
-      const result = await new Promise<Outcome>((resolve, reject) => {
-        if (signal.aborted) return reject(signal.reason);
-        signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-        outcome.then(resolve);
-      });
+      const result = await awaited.outcome(signal);
       if (!result.ok) throw new RunnerFailure(result.error);
       await this.publishResult(stagingKey, job.videoKey);
       return { key: job.videoKey };
     } finally {
-      this.pending.delete(job.id);
+      await awaited?.close();
       // The copies and the staged upload served their purpose; a failed delete only leaves an object nothing serves.
       await Promise.all(written.map((key) => store.delete(key).catch((err: unknown) => this.options.log?.(err, job.id))));
     }
-  }
-
-  async accept(generationId: string, rawBody: string, signature: string | undefined): Promise<CallbackOutcome> {
-    const pending = this.pending.get(generationId);
-    if (!pending) return 'unknown_job';
-    if (!callbackSignatureValid(pending.secret, rawBody, signature)) return 'bad_signature';
-    let parsed: { status?: unknown; error?: unknown };
-    try {
-      parsed = JSON.parse(rawBody) as typeof parsed;
-    } catch {
-      return 'malformed';
-    }
-    let outcome: Outcome;
-    if (parsed.status === 'completed') outcome = { ok: true };
-    else if (parsed.status === 'failed') {
-      const error = typeof parsed.error === 'string' && parsed.error.trim() !== '' ? parsed.error.trim().slice(0, 500) : 'the model worker gave no reason';
-      outcome = { ok: false, error: `Generation failed: ${error}` };
-    } else return 'malformed';
-    // Single use: the secret is consumed by the first callback accepted, so a replay finds no job.
-    this.pending.delete(generationId);
-    pending.settle(outcome);
-    return 'accepted';
   }
 
   /**
