@@ -9,11 +9,14 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { benchAuthTiming } from './auth-timing.js';
+import { benchCapacity, capacityTable } from './capacity.js';
+import { benchClusterPresign } from './cluster-presign.js';
 import { benchIngest } from './ingest.js';
 import { BENCH_POSTGRES_URL, describe, postgresUnreachable } from './lib/postgres.js';
 import { ROOT } from './lib/processes.js';
 import { fmt, type Summary } from './lib/stats.js';
 import { benchPresign } from './presign.js';
+import { benchQueueDispatch, defaultDispatchOptions, redisReachable } from './queue-dispatch.js';
 import { benchScale } from './scale.js';
 import { benchVerification } from './verification.js';
 
@@ -72,8 +75,17 @@ const scale = await benchScale({ levels, rounds: quick ? 1 : 3, seconds: quick ?
 const scalePg = postgresAdminUrl
   ? await benchScale({ levels, rounds: quick ? 1 : 3, seconds: quick ? 1 : 2, connections: 50, dialect: 'postgres', postgresAdminUrl, log })
   : null;
+// Needs PostgreSQL (and Redis); S3: the RGW above when it answers, else the cluster starts its own.
+const clusterPresign = postgresAdminUrl
+  ? await benchClusterPresign({ connections: 50, rounds: quick ? 1 : 3, seconds: quick ? 1 : 3, s3Env, log })
+  : null;
 const timing = await benchAuthTiming(quick ? 2000 : 20000);
 const verification = await benchVerification(quick ? 10 : 100, quick ? 3 : 10);
+const dispatch = await benchQueueDispatch(await defaultDispatchOptions(quick, postgresAdminUrl, log));
+// The capacity model's inputs (docs/deploy.md, Sizing): CPU, database and Redis work per request.
+const redisUrl = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const capacity =
+  postgresAdminUrl && (await redisReachable(redisUrl)) ? await benchCapacity({ requests: quick ? 2000 : 20000, redisUrl, log }) : null;
 
 const ratio = (s: Summary) => `${fmt(s, 2)}×`;
 const out: string[] = [];
@@ -150,6 +162,9 @@ out.push(
     ? `| Create Generation, 10 fresh references (HTTP) | ${fmt(verification.generationMs, 1)} ms | presign on the same server: ${fmt(verification.presignMs, 1)} ms | ${verification.generationNote} |`
     : `| Create Generation, 10 references | skipped | — | ${verification.generationNote} |`,
 );
+out.push('', dispatch.table);
+out.push('', ...(capacity ? capacityTable(capacity) : [`Capacity per request: skipped (needs PostgreSQL and Redis at ${redisUrl}).`]));
+out.push('', clusterPresign ? clusterPresign.table : `Presign through nginx (cluster): skipped: ${postgresAdminUrl ? 'the cluster did not start (its error above)' : pgSkipNote}.`);
 out.push('', '| Presign latency | Keyframe p50 / p99 ms | bare Fastify p50 / p99 ms | SDK+insert p50 / p99 ms | errors (K / bare / SDK) |', '|---|---|---|---|---|');
 for (const r of presign.rows) {
   const lat = (s: { p50: Summary; p99: Summary }) => `${s.p50.median} / ${s.p99.median}`;
@@ -179,5 +194,5 @@ process.stdout.write(table + '\n');
 const resultsDir = path.join(ROOT, 'bench/results');
 await mkdir(resultsDir, { recursive: true });
 const file = path.join(resultsDir, `${new Date().toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);
-await writeFile(file, JSON.stringify({ machine, quick, presign, ingest, scale, scalePg, timing, verification, table }, null, 2));
+await writeFile(file, JSON.stringify({ machine, quick, presign, ingest, scale, scalePg, timing, verification, dispatch, clusterPresign, capacity, table }, null, 2));
 process.stderr.write(`wrote ${path.relative(ROOT, file)}\n`);
