@@ -13,7 +13,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -22,6 +21,7 @@ import { BullmqQueue } from '../src/queue/bullmq-queue.js';
 import { InProcessQueue } from '../src/queue/in-process-queue.js';
 import type { JobConsumer, JobHandler, JobProducer } from '../src/queue/job-queue.js';
 import { openRedis, type RedisHandle } from '../src/redis/connection.js';
+import { redisAnswers } from '../test/helpers/redis.js';
 import { queuedJob } from '../test/queue/support/jobs.js';
 import { BENCH_POOL_SIZE, BENCH_POSTGRES_URL, createScratchDatabase, postgresUnreachable, type ScratchDatabase } from './lib/postgres.js';
 import { ROOT, sleep } from './lib/processes.js';
@@ -322,25 +322,9 @@ export function dispatchTable(result: Omit<DispatchResult, 'table'>, options: Pi
   return out.join('\n');
 }
 
-/** Whether Redis answers a PING at `url` within 2 s (a plain socket: no client left reconnecting). */
-export function redisReachable(url: string): Promise<boolean> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port || 6379) });
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(2000, () => done(false));
-    socket.once('error', () => done(false));
-    socket.once('connect', () => socket.write('PING\r\n'));
-    socket.once('data', (data) => done(data.toString().startsWith('+PONG')));
-  });
-}
-
 /** Options for `npm run bench` and the standalone run: 2000-job bursts, 500 jobs paced at 100/s, 3 rounds (quick: 200, 100, 1). */
 export async function defaultDispatchOptions(quick: boolean, postgresAdminUrl: string | null, log: (line: string) => void): Promise<DispatchOptions> {
-  const redisUrl = (await redisReachable(BENCH_REDIS_URL)) ? BENCH_REDIS_URL : null;
+  const redisUrl = (await redisAnswers(BENCH_REDIS_URL, 2000)) ? BENCH_REDIS_URL : null;
   if (!redisUrl) log(`Redis not reachable at ${BENCH_REDIS_URL}: the BullMQ dispatch rows are skipped (set BENCH_REDIS_URL)`);
   return { jobs: quick ? 200 : 2000, pacedJobs: quick ? 100 : 500, pacedRate: 100, rounds: quick ? 1 : 3, concurrency: 4, postgresAdminUrl, redisUrl, log };
 }

@@ -16,9 +16,10 @@ import { BENCH_POSTGRES_URL, describe, postgresUnreachable } from './lib/postgre
 import { ROOT } from './lib/processes.js';
 import { fmt, type Summary } from './lib/stats.js';
 import { benchPresign } from './presign.js';
-import { benchQueueDispatch, defaultDispatchOptions, redisReachable } from './queue-dispatch.js';
+import { benchQueueDispatch, defaultDispatchOptions } from './queue-dispatch.js';
 import { benchScale } from './scale.js';
 import { benchVerification } from './verification.js';
+import { redisAnswers } from '../test/helpers/redis.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 const log = (line: string) => process.stderr.write(`  · ${line}\n`);
@@ -85,7 +86,7 @@ const dispatch = await benchQueueDispatch(await defaultDispatchOptions(quick, po
 // The capacity model's inputs (docs/deploy.md, Sizing): CPU, database and Redis work per request.
 const redisUrl = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const capacity =
-  postgresAdminUrl && (await redisReachable(redisUrl)) ? await benchCapacity({ requests: quick ? 2000 : 20000, redisUrl, log }) : null;
+  postgresAdminUrl && (await redisAnswers(redisUrl, 2000)) ? await benchCapacity({ requests: quick ? 2000 : 20000, redisUrl, log }) : null;
 
 const ratio = (s: Summary) => `${fmt(s, 2)}×`;
 const out: string[] = [];

@@ -5,6 +5,7 @@ import { changeFeedOf } from '../db/change-feed.js';
 import type { Db } from '../db/database.js';
 import { dialectOf } from '../db/dialect.js';
 import type { JobConsumer, JobHandler, JobProducer } from './job-queue.js';
+import { CoalescingPump } from '../coalescing-pump.js';
 
 /** How long a claim holds a job unless renewed; renewal and the recovery sweep run every third of it. */
 export const DEFAULT_LEASE_MS = 30_000;
@@ -59,8 +60,7 @@ export class InProcessQueue implements JobProducer, JobConsumer {
   private readonly postgres: boolean;
   private handler: JobHandler | null = null;
   private readonly running = new Map<string, RunningJob>();
-  private pumping: Promise<void> | null = null;
-  private pumpAgain = false;
+  private readonly pumper = new CoalescingPump(() => this.pump(), () => !this.stopped && this.handler !== null);
   private stopped = false;
   private heartbeat: NodeJS.Timeout | null = null;
   private poller: NodeJS.Timeout | null = null;
@@ -114,7 +114,7 @@ export class InProcessQueue implements JobProducer, JobConsumer {
     this.unlisten?.();
     this.unlisten = null;
     // A claim in flight finishes; a job it claimed after the stop is not launched but handed back below.
-    await this.pumping;
+    await this.pumper.idle();
     const mine = [...this.running.keys(), ...this.lateClaims.splice(0)];
     for (const { controller } of this.running.values()) controller.abort(new Error('server stopping'));
     // Leases are still renewed while the aborted jobs settle.
@@ -246,18 +246,7 @@ export class InProcessQueue implements JobProducer, JobConsumer {
   }
 
   private wake(): void {
-    if (this.stopped || !this.handler) return;
-    if (this.pumping) {
-      this.pumpAgain = true;
-      return;
-    }
-    this.pumping = this.pump().finally(() => {
-      this.pumping = null;
-      if (this.pumpAgain) {
-        this.pumpAgain = false;
-        this.wake();
-      }
-    });
+    this.pumper.wake();
   }
 
   private async pump(): Promise<void> {

@@ -9,6 +9,7 @@ import { statusBody } from '../domain/generations/status.js';
 import type { WebhookDispatch } from '../domain/generations/webhooks.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import type { SendOutcome, WebhookSender } from './webhook-sender.js';
+import { CoalescingPump } from '../coalescing-pump.js';
 
 /** The channel `queued()` NOTIFYs on PostgreSQL; every dispatcher LISTENs to it through the database's change feed. */
 export const WEBHOOKS_CHANNEL = 'keyframe_webhooks';
@@ -70,8 +71,7 @@ export class WebhookDispatcher implements WebhookDispatch {
   private readonly postgres: boolean;
   private readonly inFlight = new Map<string, { controller: AbortController; done: Promise<void> }>();
   private started = false;
-  private pumping: Promise<void> | null = null;
-  private pumpAgain = false;
+  private readonly pumper = new CoalescingPump(() => this.pump(), () => !this.stopped);
   private poller: NodeJS.Timeout | null = null;
   private unlisten: (() => void) | null = null;
   private stopping: Promise<void> | null = null;
@@ -125,7 +125,7 @@ export class WebhookDispatcher implements WebhookDispatch {
     this.unlisten?.();
     this.unlisten = null;
     // A claim in flight finishes and launches what it claimed; those are aborted with the rest.
-    await this.pumping;
+    await this.pumper.idle();
     const attempts = [...this.inFlight.values()];
     for (const { controller } of attempts) controller.abort(new Error('dispatcher stopping'));
     await Promise.allSettled(attempts.map((a) => a.done));
@@ -148,18 +148,7 @@ export class WebhookDispatcher implements WebhookDispatch {
   }
 
   private wake(): void {
-    if (this.stopped) return;
-    if (this.pumping) {
-      this.pumpAgain = true;
-      return;
-    }
-    this.pumping = this.pump().finally(() => {
-      this.pumping = null;
-      if (this.pumpAgain) {
-        this.pumpAgain = false;
-        this.wake();
-      }
-    });
+    this.pumper.wake();
   }
 
   private async pump(): Promise<void> {

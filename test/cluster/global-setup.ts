@@ -1,10 +1,9 @@
 import { spawn } from 'node:child_process';
-import net from 'node:net';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { ensureBuilt } from '../helpers/build.js';
 import { POSTGRES_ADMIN_URL, POSTGRES_START_COMMAND } from '../helpers/database.js';
-import { REDIS_START_COMMAND, REDIS_TEST_URL } from '../helpers/redis.js';
+import { REDIS_START_COMMAND, REDIS_TEST_URL, redisAnswers } from '../helpers/redis.js';
 import { RGW_START_COMMAND } from '../helpers/rgw.js';
 import { CLUSTER_SCRIPT, printedClusterEnv, TEST_CLUSTER_SETTINGS } from './settings.js';
 
@@ -63,22 +62,6 @@ async function postgresAnswers(): Promise<boolean> {
   } finally {
     await client.end().catch(() => {});
   }
-}
-
-/** One PING over a plain socket, bounded by 1 s. */
-function redisAnswers(url: string): Promise<boolean> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: hostname, port: Number(port || 6379) });
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(1000, () => done(false));
-    socket.once('error', () => done(false));
-    socket.once('connect', () => socket.write('PING\r\n'));
-    socket.once('data', (data) => done(data.toString().startsWith('+PONG')));
-  });
 }
 
 async function answersHttp(url: string): Promise<boolean> {

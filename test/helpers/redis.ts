@@ -33,7 +33,7 @@ export interface TestRedis {
  * throws naming the start command when Redis is down.
  */
 export async function redisForTests(suite: string): Promise<{ skip: boolean; reachable: boolean }> {
-  const reachable = await answersPing(REDIS_TEST_URL);
+  const reachable = await redisAnswers(REDIS_TEST_URL);
   const skip = !reachable && process.env.CI !== 'true';
   if (skip) {
     console.warn(
@@ -47,7 +47,7 @@ export async function redisForTests(suite: string): Promise<{ skip: boolean; rea
 
 /** A fresh prefix on the test Redis; throws (naming the start command) when Redis does not answer. */
 export async function testRedis(name: string): Promise<TestRedis> {
-  if (!(await answersPing(REDIS_TEST_URL))) {
+  if (!(await redisAnswers(REDIS_TEST_URL))) {
     throw new Error(`Redis unreachable at ${REDIS_TEST_URL} (the Redis tests need it). Start it with: ${REDIS_START_COMMAND}`);
   }
   const prefix = `kf-test-${name.replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 30)}-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -71,8 +71,8 @@ export async function testRedis(name: string): Promise<TestRedis> {
   };
 }
 
-/** One PING over a plain socket, bounded by 1 s: no client, no reconnect loop. */
-function answersPing(url: string): Promise<boolean> {
+/** Whether Redis answers one PING over a plain socket within `timeoutMs`: no client, no reconnect loop (tests, cluster set-up, bench). */
+export function redisAnswers(url: string, timeoutMs = 1000): Promise<boolean> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve) => {
     const socket = net.connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port || 6379) });
@@ -80,7 +80,7 @@ function answersPing(url: string): Promise<boolean> {
       socket.destroy();
       resolve(ok);
     };
-    socket.setTimeout(1000, () => done(false));
+    socket.setTimeout(timeoutMs, () => done(false));
     socket.once('error', () => done(false));
     socket.once('connect', () => socket.write('PING\r\n'));
     socket.once('data', (data) => done(data.toString().startsWith('+PONG')));

@@ -1,20 +1,24 @@
-import net from 'node:net';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { POSTGRES_ADMIN_URL, TEST_DIALECT } from '../helpers/database.js';
 import { assertRgwReachable, removeBucket, rgwForTests, s3ServerEnv, uniqueBucketName } from '../helpers/rgw.js';
+import { redisForTests, testRedis, type TestRedis } from '../helpers/redis.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { tcpProxy } from '../helpers/tcp-proxy.js';
 
 // /healthz is liveness (the process answers); /readyz is readiness: the database and the store
 // answer too, each within a short timeout, or 503 names what failed (docs/api.md).
 
 const rgw = await rgwForTests('readyz test');
+const redis = await redisForTests('readyz test (Redis check)');
+const redises: TestRedis[] = [];
 
 const servers: TestServer[] = [];
 const buckets: string[] = [];
 afterAll(async () => {
   await Promise.allSettled(servers.map((s) => s.stop()));
   for (const bucket of buckets) await removeBucket(rgw, bucket).catch(() => {});
+  for (const r of redises) await r.dispose();
 });
 
 async function start(env: Record<string, string> = {}): Promise<TestServer> {
@@ -27,30 +31,6 @@ async function readyz(server: TestServer): Promise<{ status: number; body: any; 
   const started = Date.now();
   const res = await server.api('GET', '/readyz');
   return { ...res, elapsedMs: Date.now() - started };
-}
-
-/** A real TCP forwarder on loopback: the store is reached through it, and closing it makes the store unreachable. */
-async function tcpForwarder(target: URL): Promise<{ url: string; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect({ host: target.hostname, port: Number(target.port || 80) });
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('error', () => {});
-      s.on('close', () => sockets.delete(s));
-    }
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const s of sockets) s.destroy();
-      }),
-  };
 }
 
 async function admin(query: string): Promise<void> {
@@ -116,16 +96,17 @@ describe('GET /readyz', () => {
 
   it.skipIf(rgw.skip)('answers 200 on S3 (a HEAD of a missing key is "missing"), and 503 naming the store once the store is unreachable', async () => {
     assertRgwReachable(rgw);
-    const forwarder = await tcpForwarder(new URL(rgw.endpoint));
+    const endpoint = new URL(rgw.endpoint);
+    const forwarder = await tcpProxy({ host: endpoint.hostname, port: Number(endpoint.port || 80) });
     const bucket = uniqueBucketName('readyz');
     buckets.push(bucket);
     try {
-      const server = await start(s3ServerEnv({ ...rgw, endpoint: forwarder.url }, bucket));
+      const server = await start(s3ServerEnv({ ...rgw, endpoint: `http://127.0.0.1:${forwarder.port}` }, bucket));
       const ok = await readyz(server);
       expect(ok.status).toBe(200);
       expect(ok.body.checks.store).toEqual({ ok: true, ms: expect.any(Number) });
 
-      await forwarder.close();
+      await forwarder.cut();
       const res = await readyz(server);
       expect(res.status).toBe(503);
       expect(res.body).toMatchObject({
@@ -141,6 +122,39 @@ describe('GET /readyz', () => {
       expect(JSON.stringify(res.body)).not.toContain(rgw.accessKeyId);
     } finally {
       await forwarder.close();
+    }
+  });
+
+  it.skipIf(redis.skip)('checks Redis when it is configured: 503 naming redis while it does not answer, 200 once it is back', async () => {
+    const r = await testRedis('readyz');
+    redises.push(r);
+    const target = new URL(r.config.url);
+    const proxy = await tcpProxy({ host: target.hostname, port: Number(target.port || 6379) });
+    try {
+      const server = await start({ ...r.env, KEYFRAME_REDIS_URL: `redis://127.0.0.1:${proxy.port}` });
+      const ok = await readyz(server);
+      expect(ok.status).toBe(200);
+      expect(ok.body.checks.redis).toEqual({ ok: true, ms: expect.any(Number) });
+
+      await proxy.cut();
+      const res = await readyz(server);
+      expect(res.status).toBe(503);
+      expect(res.body).toMatchObject({
+        ok: false,
+        failed: ['redis'],
+        checks: { database: { ok: true }, store: { ok: true }, redis: { ok: false, error: expect.stringMatching(/^(error|timeout)$/) } },
+      });
+      expect(res.elapsedMs).toBeLessThan(4000);
+
+      await proxy.restore();
+      let back = await readyz(server);
+      for (let i = 0; i < 50 && back.status !== 200; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        back = await readyz(server);
+      }
+      expect(back.status).toBe(200);
+    } finally {
+      await proxy.close();
     }
   });
 });

@@ -1,13 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Queue } from 'bullmq';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Db, DatabaseTarget } from '../../src/db/database.js';
+import type { Db } from '../../src/db/database.js';
 import { BullmqQueue, GENERATIONS_QUEUE, type BullmqQueueOptions } from '../../src/queue/bullmq-queue.js';
 import type { JobHandler } from '../../src/queue/job-queue.js';
 import { openRedis, type RedisHandle } from '../../src/redis/connection.js';
-import { ROOT } from '../helpers/build.js';
+import { childTargetOf, killChildren, spawnTsChild } from '../helpers/child-process.js';
 import { testDatabase, type TestDatabase } from '../helpers/database.js';
 import { redisForTests, testRedis, type TestRedis } from '../helpers/redis.js';
 import { queuedJob } from './support/jobs.js';
@@ -29,7 +28,6 @@ describe.skipIf(REDIS.skip)('BullmqQueue', () => {
   let handles: RedisHandle[];
   let queues: BullmqQueue[];
   let errors: unknown[];
-  const children = new Set<ChildProcess>();
 
   beforeEach(async () => {
     database = await testDatabase('bullmq');
@@ -42,8 +40,7 @@ describe.skipIf(REDIS.skip)('BullmqQueue', () => {
   });
 
   afterEach(async () => {
-    for (const child of children) child.kill('SIGKILL');
-    children.clear();
+    killChildren();
     await Promise.allSettled(queues.map(async (q) => (await q.stop(), await q.close())));
     await Promise.allSettled(handles.map((h) => h.close()));
     await redis.dispose();
@@ -92,38 +89,17 @@ describe.skipIf(REDIS.skip)('BullmqQueue', () => {
   /** Starts test/queue/support/consumer-child.ts on BullMQ; resolves once it started `jobId`. */
   async function childRunning(jobId: string, maxAttempts: number) {
     const startsFile = path.join(database.dataDir, 'child-starts.log');
-    const target: DatabaseTarget =
-      database.dialect === 'sqlite' ? { dialect: 'sqlite', dataDir: database.dataDir } : { dialect: 'postgres', url: database.url!, poolSize: 2 };
-    const child = spawn(process.execPath, [path.join(ROOT, 'node_modules/vite-node/vite-node.mjs'), path.join(ROOT, 'test/queue/support/consumer-child.ts')], {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        KEYFRAME_CHILD_TARGET: JSON.stringify(target),
-        KEYFRAME_CHILD_STARTS: startsFile,
-        KEYFRAME_CHILD_REDIS: JSON.stringify(redis.config),
-        KEYFRAME_CHILD_LEASE_MS: String(LEASE_MS),
-        KEYFRAME_CHILD_MAX_ATTEMPTS: String(maxAttempts),
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const child = spawnTsChild('test/queue/support/consumer-child.ts', {
+      KEYFRAME_CHILD_TARGET: JSON.stringify(childTargetOf(database)),
+      KEYFRAME_CHILD_STARTS: startsFile,
+      KEYFRAME_CHILD_REDIS: JSON.stringify(redis.config),
+      KEYFRAME_CHILD_LEASE_MS: String(LEASE_MS),
+      KEYFRAME_CHILD_MAX_ATTEMPTS: String(maxAttempts),
     });
-    children.add(child);
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
     const starts = () => (existsSync(startsFile) ? readFileSync(startsFile, 'utf8').split('\n').filter(Boolean) : []);
-    await until(() => starts().includes(jobId) || child.exitCode !== null, 'the child to start the job');
-    expect(child.exitCode, err).toBeNull();
-    return {
-      workerId: /ready (\S+)/.exec(out)?.[1],
-      starts,
-      async kill() {
-        child.kill('SIGKILL');
-        await exited;
-        children.delete(child);
-      },
-    };
+    await until(() => starts().includes(jobId) || child.child.exitCode !== null, 'the child to start the job');
+    expect(child.child.exitCode, child.err()).toBeNull();
+    return { workerId: /ready (\S+)/.exec(child.out())?.[1], starts, kill: child.kill };
   }
 
   it('a consumer SIGKILLed while it runs a job: a live one runs it again once the lock lapses, two starts in all', async () => {

@@ -1,13 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { changeFeedOf, type Db, type DatabaseTarget } from '../../src/db/database.js';
+import { changeFeedOf, type Db } from '../../src/db/database.js';
 import type { PostgresFeedState } from '../../src/db/change-feed.js';
 import { InProcessQueue } from '../../src/queue/in-process-queue.js';
 import type { JobHandler } from '../../src/queue/job-queue.js';
-import { ROOT } from '../helpers/build.js';
+import { childTargetOf, killChildren, spawnTsChild } from '../helpers/child-process.js';
 import { TEST_DIALECT, testDatabase, type TestDatabase } from '../helpers/database.js';
 import { queuedJob } from './support/jobs.js';
 
@@ -20,7 +19,6 @@ import { queuedJob } from './support/jobs.js';
  */
 let database: TestDatabase;
 let db: Db;
-const children = new Set<ChildProcess>();
 
 beforeEach(async () => {
   database = await testDatabase('two-workers');
@@ -29,7 +27,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  for (const child of children) child.kill('SIGKILL');
+  killChildren();
   await db.destroy();
   await database.dispose();
 });
@@ -203,29 +201,16 @@ describe('a consumer process SIGKILLed while it holds jobs', () => {
   it('leaves its jobs to a live consumer once their lease lapses, and each runs again at most once', async () => {
     const ids = await addJobs('k', 6);
     const startsFile = path.join(database.dataDir, 'child-starts.log');
-    const target: DatabaseTarget =
-      database.dialect === 'sqlite' ? { dialect: 'sqlite', dataDir: database.dataDir } : { dialect: 'postgres', url: database.url!, poolSize: 2 };
-    const child = spawn(process.execPath, [path.join(ROOT, 'node_modules/vite-node/vite-node.mjs'), path.join(ROOT, 'test/queue/support/consumer-child.ts')], {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        KEYFRAME_CHILD_TARGET: JSON.stringify(target),
-        KEYFRAME_CHILD_STARTS: startsFile,
-        KEYFRAME_CHILD_CONCURRENCY: '2',
-        KEYFRAME_CHILD_LEASE_MS: '1000',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const child = spawnTsChild('test/queue/support/consumer-child.ts', {
+      KEYFRAME_CHILD_TARGET: JSON.stringify(childTargetOf(database)),
+      KEYFRAME_CHILD_STARTS: startsFile,
+      KEYFRAME_CHILD_CONCURRENCY: '2',
+      KEYFRAME_CHILD_LEASE_MS: '1000',
     });
-    children.add(child);
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
     const childStarts = () => (existsSync(startsFile) ? readFileSync(startsFile, 'utf8').split('\n').filter(Boolean) : []);
-    await until(() => childStarts().length === 2 || child.exitCode !== null, 'the child to hold two jobs', 1200);
-    expect(child.exitCode, err).toBeNull();
-    const childWorker = /ready (\S+)/.exec(out)?.[1];
+    await until(() => childStarts().length === 2 || child.child.exitCode !== null, 'the child to hold two jobs', 1200);
+    expect(child.child.exitCode, child.err()).toBeNull();
+    const childWorker = /ready (\S+)/.exec(child.out())?.[1];
     const held = childStarts();
 
     const starts = new Map<string, number>();
@@ -238,9 +223,7 @@ describe('a consumer process SIGKILLed while it holds jobs', () => {
       for (const id of held) expect(await rowOf(id)).toMatchObject({ status: 'generating', worker_id: childWorker, attempts: 1 });
       expect(held.filter((id) => starts.has(id))).toEqual([]);
 
-      child.kill('SIGKILL');
-      await exited;
-      children.delete(child);
+      await child.kill();
       await until(async () => (await countWhere('generating')) === 0, 'the dead child’s jobs to be recovered and run');
     } finally {
       await queue.stop();

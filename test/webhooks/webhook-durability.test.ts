@@ -1,10 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Db, DatabaseTarget } from '../../src/db/database.js';
+import type { Db } from '../../src/db/database.js';
 import type { WebhookDispatcher } from '../../src/webhooks/webhook-dispatcher.js';
-import { ROOT } from '../helpers/build.js';
-import { TEST_DIALECT, testDatabase, type TestDatabase } from '../helpers/database.js';
+import { childTargetOf, killChildren, spawnTsChild } from '../helpers/child-process.js';
+import { testDatabase, type TestDatabase } from '../helpers/database.js';
 import { addDelivery, addUser, deliveryRow, settledGeneration, startReceiver, testDispatcher, until, type Receiver } from './support/deliveries.js';
 
 /**
@@ -17,7 +15,6 @@ let database: TestDatabase;
 let db: Db;
 let target: Receiver;
 const dispatchers: WebhookDispatcher[] = [];
-const children = new Set<ChildProcess>();
 
 beforeEach(async () => {
   database = await testDatabase('webhook-durability');
@@ -26,7 +23,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  for (const child of children) child.kill('SIGKILL');
+  killChildren();
   await Promise.all(dispatchers.splice(0).map((d) => d.stop()));
   await target?.close();
   await database.dispose();
@@ -88,24 +85,16 @@ describe('durable webhook deliveries', () => {
     const id = await addDelivery(db, 'gen_1');
     // Long enough that the child's attempt (its time limit just under the claim) is still held when it is killed.
     const leaseMs = 3_000;
-    const childTarget: DatabaseTarget = TEST_DIALECT === 'postgres' ? { dialect: 'postgres', url: database.url!, poolSize: 2 } : { dialect: 'sqlite', dataDir: database.dataDir };
-    const child = spawn(process.execPath, [path.join(ROOT, 'node_modules/vite-node/vite-node.mjs'), path.join(ROOT, 'test/webhooks/support/dispatcher-child.ts')], {
-      env: { ...process.env, KEYFRAME_CHILD_TARGET: JSON.stringify(childTarget), KEYFRAME_CHILD_LEASE_MS: String(leaseMs), KEYFRAME_CHILD_DIR: database.dataDir },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const child = spawnTsChild('test/webhooks/support/dispatcher-child.ts', {
+      KEYFRAME_CHILD_TARGET: JSON.stringify(childTargetOf(database)),
+      KEYFRAME_CHILD_LEASE_MS: String(leaseMs),
+      KEYFRAME_CHILD_DIR: database.dataDir,
     });
-    children.add(child);
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
-    await until(() => (target.requests.length === 1 && out.includes('\n')) || child.exitCode !== null, 'the child’s attempt to arrive', 1200);
-    expect(child.exitCode, err).toBeNull();
-    child.kill('SIGKILL');
-    await exited;
-    children.delete(child);
+    await until(() => (target.requests.length === 1 && child.out().includes('\n')) || child.child.exitCode !== null, 'the child’s attempt to arrive', 1200);
+    expect(child.child.exitCode, child.err()).toBeNull();
+    await child.kill();
     // It died holding the claim, the attempt not recorded.
-    expect(await deliveryRow(db, id)).toMatchObject({ state: 'pending', attempts: 0, worker_id: /ready (\S+)/.exec(out)?.[1] });
+    expect(await deliveryRow(db, id)).toMatchObject({ state: 'pending', attempts: 0, worker_id: /ready (\S+)/.exec(child.out())?.[1] });
     const survivor = await dispatcherOn(await database.secondConnection());
     survivor.start();
     await until(async () => (await deliveryRow(db, id)).state === 'delivered', 'the survivor to deliver');
