@@ -22,6 +22,7 @@ import * as m005 from './migrations/005_usage_indexes.js';
 import * as m006 from './migrations/006_job_leases.js';
 import * as m007 from './migrations/007_webhook_deliveries.js';
 import * as m008 from './migrations/008_runner_callbacks.js';
+import * as m009 from './migrations/009_multipart_uploads.js';
 
 export { DatabaseUnreachable } from './postgres.js';
 export { dialectOf } from './dialect.js';
@@ -61,6 +62,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '006_job_leases': m006,
   '007_webhook_deliveries': m007,
   '008_runner_callbacks': m008,
+  '009_multipart_uploads': m009,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

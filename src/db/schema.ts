@@ -47,6 +47,11 @@ export interface UploadsTable {
   media_duration_seconds: number | null;
   media_video_codec: string | null;
   media_audio_codec: string | null;
+  /**
+   * The store's upload id of a multipart upload (migration 009); null for a single PUT.
+   * Such a record is `pending` while parts arrive (answered as `uploading`).
+   */
+  multipart_upload_id: string | null;
   created_at: Timestamp;
   expires_at: Timestamp;
   uploaded_at: Timestamp | null;

@@ -12,15 +12,18 @@ import { DIMENSION_BYTES, imageDimensionsProblem, readImageDimensions, type Imag
 import { findMarkupMarker, findPlaylistMarker } from './inspection/polyglot.js';
 import { ProbeFailure, type MediaProbe, type ProbeResult } from './media-probe.js';
 import { lookupMediaType, MEDIA_LIMITS, normaliseContentType, type MediaFamily, type MediaType } from './media-types.js';
+import { MULTIPART_EXPIRED_REASON } from './multipart-uploads.js';
 import { parseUploadKey } from './object-keys.js';
 import { findTruncation } from './truncation.js';
 
 /**
  * Where an upload stands. `expired` is never stored: it is a pending upload whose
  * URL has expired with no object behind it, worked out when asked, because on S3 a
- * PUT that began before the expiry may still complete after it.
+ * PUT that began before the expiry may still complete after it. `uploading` is not
+ * stored either: it is a pending multipart upload (src/domain/multipart-uploads.ts)
+ * within its lifetime, whose object exists only once the server completes it.
  */
-export type UploadState = 'pending' | 'uploaded' | 'verified' | 'rejected' | 'expired';
+export type UploadState = 'pending' | 'uploading' | 'uploaded' | 'verified' | 'rejected' | 'expired';
 
 /** What every consumer of an upload (generations, the status endpoint) learns about it. */
 export interface UploadStatus {
@@ -122,7 +125,15 @@ export class Verifier {
       .where('user_id', '=', userId)
       .executeTakeFirst();
     if (!record) return null;
+    // A multipart upload aborted at the end of its lifetime is what it was before: expired.
+    if (record.state === 'rejected' && record.multipart_upload_id !== null && record.reason === MULTIPART_EXPIRED_REASON) {
+      return toStatus(record, 'expired');
+    }
     if (record.state === 'verified' || record.state === 'rejected') return toStatus(record);
+    // A multipart upload has no object until the server completes it (and then it is `uploaded`).
+    if (record.state === 'pending' && record.multipart_upload_id !== null) {
+      return toStatus(record, new Date() >= new Date(record.expires_at) ? 'expired' : 'uploading');
+    }
 
     const verdict = await this.judge(record);
     switch (verdict.outcome) {

@@ -7,6 +7,7 @@ import type { LimitsConfig } from '../config.js';
 import type { ApiKeys } from '../domain/api-keys.js';
 import type { Generations } from '../domain/generations/generations.js';
 import type { RunnerCallbacks } from '../domain/generations/runner.js';
+import type { MultipartUploads } from '../domain/multipart-uploads.js';
 import type { Uploads } from '../domain/uploads.js';
 import type { Verifier } from '../domain/verification.js';
 import type { LimitsRedis } from '../redis/upload-grants.js';
@@ -14,6 +15,7 @@ import { DiskStore } from '../storage/disk/disk-store.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { clientErrorHandler, frameworkErrorHandler, installErrorHandling } from './errors.js';
 import { methodNotAllowed } from './method-not-allowed.js';
+import { multipartRoutes } from './routes/multipart.js';
 import { objectRoutes } from './routes/objects.js';
 import { generationRoutes } from './routes/generations.js';
 import { presignRoutes } from './routes/presign.js';
@@ -24,6 +26,10 @@ import { uploadStatusRoutes } from './routes/upload-status.js';
 export interface AppDependencies {
   apiKeys: ApiKeys;
   uploads: Uploads;
+  /** Multipart uploads on Uppy Companion's S3 routes (src/http/routes/multipart.ts). */
+  multipart: MultipartUploads;
+  /** Lifetime of an upload URL in seconds (answered by `/api/s3/params`). */
+  uploadUrlTtlSeconds: number;
   verifier: Verifier;
   generations: Generations;
   /** Completion callbacks of model workers (runner `http`). */
@@ -69,9 +75,10 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   if (deps.corsOrigins.length > 0) {
     await app.register(cors, {
       origin: deps.corsOrigins.includes('*') ? '*' : deps.corsOrigins,
-      methods: ['GET', 'PUT', 'POST', 'HEAD'],
-      allowedHeaders: ['authorization', 'content-type', 'content-length'],
-      exposedHeaders: ['etag'],
+      methods: ['GET', 'PUT', 'POST', 'HEAD', 'DELETE'],
+      // `range` and the range headers: a page may fetch a part of a video from the disk store (206).
+      allowedHeaders: ['authorization', 'content-type', 'content-length', 'range'],
+      exposedHeaders: ['etag', 'content-range', 'accept-ranges', 'content-length'],
       maxAge: 600,
     });
   }
@@ -99,6 +106,19 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   });
   await app.register(presignRoutes, { apiKeys: deps.apiKeys, uploads: deps.uploads, presignsPerMinute: deps.limits.presignsPerMinute });
   methodNotAllowed(app, '/api/s3/presign-upload', ['POST']);
+  await app.register(multipartRoutes, {
+    apiKeys: deps.apiKeys,
+    uploads: deps.uploads,
+    multipart: deps.multipart,
+    presignsPerMinute: deps.limits.presignsPerMinute,
+    urlTtlSeconds: deps.uploadUrlTtlSeconds,
+  });
+  methodNotAllowed(app, '/api/s3/multipart', ['POST']);
+  methodNotAllowed(app, '/api/s3/multipart/:uploadId', ['GET', 'DELETE']);
+  methodNotAllowed(app, '/api/s3/multipart/:uploadId/batch', ['GET']);
+  methodNotAllowed(app, '/api/s3/multipart/:uploadId/:partNumber', ['GET']);
+  methodNotAllowed(app, '/api/s3/multipart/:uploadId/complete', ['POST']);
+  methodNotAllowed(app, '/api/s3/params', ['GET']);
   await app.register(uploadStatusRoutes, { apiKeys: deps.apiKeys, verifier: deps.verifier });
   methodNotAllowed(app, '/api/uploads/status', ['GET']);
   await app.register(generationRoutes, { apiKeys: deps.apiKeys, generations: deps.generations });

@@ -4,6 +4,7 @@ import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
 import { ApiKeys } from '../domain/api-keys.js';
 import type { RunnerCallbacks } from '../domain/generations/runner.js';
+import { MultipartUploads } from '../domain/multipart-uploads.js';
 import { Uploads } from '../domain/uploads.js';
 import { UploadQuota } from '../domain/usage/upload-quota.js';
 import { DISK_RESERVATION_GRACE_MS } from '../domain/usage/upload-usage.js';
@@ -52,21 +53,20 @@ export async function buildApiApp(
   // In a cluster the presign limits count in Redis, on a connection that fails fast (see openLimitsRedis).
   const limitsRedis =
     foundation.redis && (await openLimitsRedis(foundation.redis, (err) => log.warn({ err }, 'redis connection error (presign limits)')));
+  // One quota for presigns and multipart uploads alike.
+  const quota = new UploadQuota(db, config.limits, {
+    // On S3 an object PUT and never verified stays pending: its reservation stands until it is resolved.
+    reservationGraceMs: config.storage === 'disk' ? DISK_RESERVATION_GRACE_MS : Infinity,
+    urlTtlSeconds: config.uploadUrlTtlSeconds,
+    shared: limitsRedis
+      ? new RedisUploadGrants(limitsRedis, (err) => log.warn({ err }, 'upload quota: a grant not settled in Redis counts until its deadline'))
+      : undefined,
+  });
   return buildApp({
     apiKeys: new ApiKeys(db),
-    uploads: new Uploads(
-      db,
-      store,
-      config.uploadUrlTtlSeconds,
-      new UploadQuota(db, config.limits, {
-        // On S3 an object PUT and never verified stays pending: its reservation stands until it is resolved.
-        reservationGraceMs: config.storage === 'disk' ? DISK_RESERVATION_GRACE_MS : Infinity,
-        urlTtlSeconds: config.uploadUrlTtlSeconds,
-        shared: limitsRedis
-          ? new RedisUploadGrants(limitsRedis, (err) => log.warn({ err }, 'upload quota: a grant not settled in Redis counts until its deadline'))
-          : undefined,
-      }),
-    ),
+    uploads: new Uploads(db, store, config.uploadUrlTtlSeconds, quota),
+    multipart: new MultipartUploads(db, store, config.uploadUrlTtlSeconds, quota),
+    uploadUrlTtlSeconds: config.uploadUrlTtlSeconds,
     limits: config.limits,
     limitsRedis,
     verifier,

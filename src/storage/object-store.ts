@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { MultipartStore } from './multipart.js';
 
 /**
  * The one narrow interface every object store implements (the embedded disk
@@ -6,7 +7,7 @@ import type { Readable } from 'node:stream';
  * server itself only inspects, reads the first bytes of, and deletes objects,
  * and writes the videos it renders.
  */
-export interface ObjectStore {
+export interface ObjectStore extends MultipartStore {
   readonly kind: 'disk' | 's3';
 
   /**

@@ -135,6 +135,11 @@ describe('Verifier', () => {
       openVerified: (k, etag) => inner.openVerified(k, `"not-${etag.replaceAll('"', '')}"`),
       put: (k, b, c) => inner.put(k, b, c),
       delete: (k) => inner.delete(k),
+      createMultipart: (i) => inner.createMultipart(i),
+      presignPart: (i) => inner.presignPart(i),
+      listParts: (k, u) => inner.listParts(k, u),
+      completeMultipart: (k, u, p) => inner.completeMultipart(k, u, p),
+      abortMultipart: (k, u) => inner.abortMultipart(k, u),
     });
     const v = new Verifier(server.db, swapping, { scratchDir: scratchDir(), probe: new FfprobeMediaProbe() });
     expect(await v.status('alice', s3_key)).toMatchObject({ state: 'uploaded', media: null });

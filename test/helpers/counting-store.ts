@@ -1,7 +1,8 @@
 import type { Readable } from 'node:stream';
+import type { MultipartStore, UploadedPart } from '../../src/storage/multipart.js';
 import type { DownloadHeaders, ObjectInfo, ObjectStore, PresignPutInput } from '../../src/storage/object-store.js';
 
-type Method = 'presignPut' | 'presignGet' | 'head' | 'getRange' | 'openVerified' | 'put' | 'delete';
+type Method = 'presignPut' | 'presignGet' | 'head' | 'getRange' | 'openVerified' | 'put' | 'delete' | keyof MultipartStore;
 
 /**
  * A real store seen through a delegate that records every call (method and
@@ -55,5 +56,30 @@ export class CountingStore implements ObjectStore {
   delete(key: string): Promise<void> {
     this.calls.push({ method: 'delete', args: [key] });
     return this.inner.delete(key);
+  }
+
+  createMultipart(input: { key: string; contentType: string }): Promise<{ uploadId: string }> {
+    this.calls.push({ method: 'createMultipart', args: [input] });
+    return this.inner.createMultipart(input);
+  }
+
+  presignPart(input: Parameters<MultipartStore['presignPart']>[0]): Promise<string> {
+    this.calls.push({ method: 'presignPart', args: [input] });
+    return this.inner.presignPart(input);
+  }
+
+  listParts(key: string, uploadId: string): Promise<UploadedPart[] | 'missing'> {
+    this.calls.push({ method: 'listParts', args: [key, uploadId] });
+    return this.inner.listParts(key, uploadId);
+  }
+
+  completeMultipart(key: string, uploadId: string, parts: { partNumber: number; etag: string }[]): Promise<ObjectInfo> {
+    this.calls.push({ method: 'completeMultipart', args: [key, uploadId, parts] });
+    return this.inner.completeMultipart(key, uploadId, parts);
+  }
+
+  abortMultipart(key: string, uploadId: string): Promise<void> {
+    this.calls.push({ method: 'abortMultipart', args: [key, uploadId] });
+    return this.inner.abortMultipart(key, uploadId);
   }
 }

@@ -104,7 +104,7 @@ describe.skipIf(REDIS.skip || rgw.skip)('presign limits on two API nodes sharing
     const answers = await burst(key, 20);
     expect([...answers.keys()].sort()).toEqual([200, 429]);
     expect(answers.get(200)).toHaveLength(5);
-    expectRefusals(answers.get(429), 15, /Too many pending uploads: 5 upload URLs are unused \(limit 5 per user\)/);
+    expectRefusals(answers.get(429), 15, /Too many pending uploads: the 5 allowed per user are all in use/);
     const rows = await nodes[1]!.db.selectFrom('uploads').select('s3_key').where('user_id', '=', 'alice').execute();
     expect(rows).toHaveLength(5);
   });
@@ -131,6 +131,6 @@ describe.skipIf(REDIS.skip || rgw.skip)('presign limits on two API nodes sharing
     expect(answer.status).toBe(200);
     expect((await presign(nodes[0]!, key)).status).toBe(200);
     // One before the cut and two after fill the three slots: nothing was granted while Redis was away.
-    expectRefusals([await presign(nodes[0]!, key)], 1, /Too many pending uploads: 3/);
+    expectRefusals([await presign(nodes[0]!, key)], 1, /Too many pending uploads: the 3 allowed per user are all in use/);
   });
 });

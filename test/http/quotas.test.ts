@@ -145,7 +145,7 @@ describe('pending-upload and stored-bytes quotas at presign', () => {
       expect(res.status).toBe(200);
       granted.push(res.body);
     }
-    const retryAfter = expectRateLimited(await presign(key, 10), /pending uploads.*limit 3/);
+    const retryAfter = expectRateLimited(await presign(key, 10), /pending uploads: the 3 allowed per user are all in use/);
     expect(retryAfter).toBeLessThanOrEqual(900);
 
     // Another user has their own quota.

@@ -813,6 +813,7 @@ describe('CORS for browser uploads', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('access-control-allow-origin')).toBe(ALLOWED_ORIGIN);
     expect(res.headers.get('access-control-expose-headers')).toMatch(/etag/i);
+    expect(res.headers.get('access-control-expose-headers')).toMatch(/content-range/i);
   });
 
   it('gives a refusal the CORS header too, so the page can read it', async () => {

@@ -62,6 +62,16 @@ describe.skipIf(rgw.skip)('browser-style upload to a presigned S3 URL from anoth
     expect(res.headers.get('access-control-allow-origin')).toBe(APP_ORIGIN);
     expect(res.headers.get('access-control-expose-headers')?.toLowerCase()).toContain('etag');
     expect(res.headers.get('etag')).toEqual(expect.any(String));
+    // A page may seek: a ranged GET passes the preflight and can read Content-Range.
+    const download = await server.store.presignGet(s3_key, 60);
+    const ranged = await fetch(download, { method: 'OPTIONS', headers: { origin: APP_ORIGIN, 'access-control-request-method': 'GET', 'access-control-request-headers': 'range' } });
+    await ranged.arrayBuffer();
+    expect(ranged.status).toBe(200);
+    expect(ranged.headers.get('access-control-allow-headers')?.toLowerCase()).toContain('range');
+    const part = await fetch(download, { headers: { origin: APP_ORIGIN, range: 'bytes=0-3' } });
+    await part.arrayBuffer();
+    expect(part.status).toBe(206);
+    expect(part.headers.get('access-control-expose-headers')?.toLowerCase()).toContain('content-range');
     expect(await server.store.head(s3_key)).toMatchObject({ size: PNG_SIGNATURE.length, contentType: 'image/png' });
   });
 

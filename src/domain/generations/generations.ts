@@ -105,6 +105,8 @@ function notUsableReason(upload: UploadStatus): string {
   switch (upload.state) {
     case 'pending':
       return 'the upload has not arrived yet (state pending); PUT the file to its upload_url first';
+    case 'uploading':
+      return 'the multipart upload is not complete yet (state uploading); complete it first';
     case 'expired':
       return 'the upload URL expired before the file arrived (state expired)';
     case 'rejected':

@@ -247,7 +247,9 @@ export class UploadQuota {
       const earliest = base.earliestPendingExpiry;
       const retry = earliest === null ? this.options.urlTtlSeconds : (Date.parse(earliest) - this.now()) / 1000;
       return rateLimited(
-        `Too many pending uploads: ${pending} upload URLs are unused (limit ${this.limits.pendingUploads} per user); ` +
+        // No count: across nodes the check counts grants whose rows may already be in the base (an
+        // over-count by design, never an under-count), so the exact figure is not known here.
+        `Too many pending uploads: the ${this.limits.pendingUploads} allowed per user are all in use (unused upload URLs, or presigns under way); ` +
           'upload to them or let them expire',
         Math.min(Math.max(retry, 1), this.options.urlTtlSeconds),
       );

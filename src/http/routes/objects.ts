@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyPluginAsync } from 'fastify';
+import { Readable } from 'node:stream';
 import type { DiskStore } from '../../storage/disk/disk-store.js';
 import { StorageRefusal } from '../../storage/disk/storage-refusal.js';
 import type { Uploads } from '../../domain/uploads.js';
@@ -34,6 +35,16 @@ export const objectRoutes: FastifyPluginAsync<{ store: DiskStore; uploads: Uploa
 
   app.put(url, async (request, reply) => {
     const expectsContinue = /100-continue/i.test(request.headers.expect ?? '');
+    // A part of a multipart upload (S3's `?partNumber=&uploadId=`): stored beside the upload, no object yet.
+    const query = request.query as Record<string, unknown>;
+    if (query.partNumber !== undefined || query.uploadId !== undefined) {
+      const part = await store.receivePart(
+        { method: 'PUT', rawUrl: originForm(request.url), headers: request.headers },
+        request.raw,
+        () => expectsContinue && reply.raw.writeContinue(),
+      );
+      return reply.code(200).header('etag', part.etag).send();
+    }
     const received = await store.receive(
       { method: 'PUT', rawUrl: originForm(request.url), headers: request.headers },
       request.raw,
@@ -43,13 +54,31 @@ export const objectRoutes: FastifyPluginAsync<{ store: DiskStore; uploads: Uploa
     return reply.code(200).header('etag', received.etag).send();
   });
 
+  // GET answers one byte range (206, so a <video> can seek); HEAD (Fastify's, from this
+  // route) ignores `Range` as RFC 9110 says, and reads no byte of the object.
   app.get(url, async (request, reply) => {
-    const { stream, info, download } = await store.open({ method: 'GET', rawUrl: originForm(request.url), headers: request.headers });
+    const signed = { method: 'GET', rawUrl: originForm(request.url), headers: request.headers } as const;
+    const opened = request.method === 'GET' ? await store.openRange(signed) : { ...(await store.open(signed)), range: null };
+    const { info, download } = opened;
+    reply.header('accept-ranges', 'bytes');
+    if (opened.range === 'unsatisfiable') {
+      reply.header('content-range', `bytes */${info.size}`);
+      throw new StorageRefusal(416, 'InvalidRange', 'The requested range is not satisfiable');
+    }
+    const { range, stream } = opened;
     reply
-      .header('content-length', info.size)
       .header('etag', info.etag)
       .header('content-type', download.contentType)
       .header('content-disposition', download.contentDisposition);
+    if (range !== null) {
+      reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${info.size}`).header('content-length', range.end - range.start + 1);
+    } else {
+      reply.header('content-length', info.size);
+    }
+    if (request.method === 'HEAD') {
+      stream.destroy(); // closes the file
+      return reply.send(Readable.from([]));
+    }
     return reply.send(stream);
   });
 

@@ -13,8 +13,8 @@ const StatusQuery = Type.Object(
 
 const StatusResponse = Type.Object({
   s3_key: Type.String(),
-  state: Type.Union(['pending', 'uploaded', 'verified', 'rejected', 'expired'].map((s) => Type.Literal(s)), {
-    description: 'pending: nothing stored yet; uploaded: stored, not yet checked; verified / rejected: checked; expired: the upload URL expired unused',
+  state: Type.Union(['pending', 'uploading', 'uploaded', 'verified', 'rejected', 'expired'].map((s) => Type.Literal(s)), {
+    description: 'pending: nothing stored yet; uploading: a multipart upload is open, parts arriving; uploaded: stored, not yet checked; verified / rejected: checked; expired: the upload URL expired unused',
   }),
   content_type: Type.String(),
   size: Type.Union([Type.Integer(), Type.Null()], { description: 'Bytes stored, once known' }),

@@ -1,8 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { Transform, Writable, type Readable } from 'node:stream';
+import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { checkCompletion, isPartNumber, MULTIPART_LIMITS, MultipartError, sameEtag, type UploadedPart } from '../multipart.js';
 import { signedUploadHeaders, type DownloadHeaders, type ObjectInfo, type ObjectStore, type PresignPutInput } from '../object-store.js';
 import { SigV4Signer } from '../sigv4.js';
 import { syncWhileArriving } from './early-sync.js';
@@ -60,6 +61,23 @@ interface Tombstone {
   deleted: true;
 }
 
+/** A multipart upload in progress (`multipart/<uploadId>/upload.json`). */
+interface UploadRecord {
+  key: string;
+  contentType: string;
+  createdAt: string;
+}
+
+/** S3's names for a part's query parameters. */
+const UPLOAD_ID_PARAM = 'uploadId';
+const PART_NUMBER_PARAM = 'partNumber';
+/** Upload ids as `createMultipart` makes them: 24 random bytes in base64url. */
+const UPLOAD_ID = /^[A-Za-z0-9_-]{32}$/;
+const UPLOAD_RECORD = 'upload.json';
+const PART_FILE = /^([1-9][0-9]{0,4})\.part$/;
+/** A part file ends with the hex SHA-256 of the bytes before it. */
+const PART_TRAILER_BYTES = 64;
+
 const isTombstone = (meta: StoredMeta | Tombstone): meta is Tombstone => 'deleted' in meta && meta.deleted === true;
 
 /** A signed request as it arrives at the disk store's HTTP endpoint. */
@@ -68,6 +86,51 @@ export interface SignedObjectRequest {
   /** Path and query exactly as received, e.g. /keyframe/users/...?X-Amz-... */
   rawUrl: string;
   headers: Record<string, string | string[] | undefined>;
+}
+
+/** Inclusive byte offsets of a range to send, within the object. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/** What `openRange` found: a range with its bytes, the whole object (`range` null), or a range past the end. */
+export type RangedOpen =
+  | { range: ByteRange | null; stream: Readable; info: ObjectInfo; download: DownloadHeaders }
+  | { range: 'unsatisfiable'; stream?: undefined; info: ObjectInfo; download: DownloadHeaders };
+
+/**
+ * The one byte range a GET asks for (RFC 9110 §14.1.2, §14.2), in an object of
+ * `info.size` bytes: `a-b` (b clamped to the last byte), `a-`, and the suffix
+ * `-n` (the whole object when shorter than n). 'unsatisfiable' when the range
+ * starts at or past the end, or is `-0`. null (send the whole object, 200)
+ * for no header, another unit, a malformed or backwards (`5-3`) range, several
+ * ranges (no multipart/byteranges), a suffix of an empty object (no 206 can
+ * describe zero bytes), and an `If-Range` that is not exactly the object's
+ * strong ETag (a date or a weak tag never matches: no Last-Modified is sent).
+ */
+export function rangeOf(value: string | undefined, ifRange: string | undefined, info: Pick<ObjectInfo, 'size' | 'etag'>): ByteRange | 'unsatisfiable' | null {
+  if (value === undefined) return null;
+  if (ifRange !== undefined && ifRange.trim() !== info.etag) return null;
+  const unit = /^\s*bytes=(.*)$/i.exec(value);
+  if (!unit) return null;
+  // A list may hold empty elements (RFC 9110 §5.6.1); exactly one range is served.
+  const specs = unit[1]!.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (specs.length !== 1) return null;
+  const spec = /^(?:(\d+)-(\d*)|-(\d+))$/.exec(specs[0]!);
+  if (!spec) return null;
+  const { size } = info;
+  if (spec[3] !== undefined) {
+    const suffix = Number(spec[3]);
+    if (suffix === 0) return 'unsatisfiable';
+    if (size === 0) return null;
+    return { start: Math.max(0, size - suffix), end: size - 1 };
+  }
+  const first = Number(spec[1]);
+  const last = spec[2] === '' ? Infinity : Number(spec[2]);
+  if (last < first) return null;
+  if (first >= size) return 'unsatisfiable';
+  return { start: first, end: Math.min(last, size - 1) };
 }
 
 /**
@@ -89,6 +152,8 @@ export class DiskStore implements ObjectStore {
   private readonly objectsDir: string;
   private readonly metaDir: string;
   private readonly tmpDir: string;
+  /** Multipart uploads in progress, one directory per upload id (see `createMultipart`). */
+  private readonly multipartDir: string;
   private readonly signer: SigV4Signer;
   private readonly origin: string;
   private readonly host: string;
@@ -107,6 +172,7 @@ export class DiskStore implements ObjectStore {
     this.objectsDir = path.join(options.root, 'objects');
     this.metaDir = path.join(options.root, 'meta');
     this.tmpDir = path.join(options.root, 'tmp');
+    this.multipartDir = path.join(options.root, 'multipart');
     const url = new URL(options.publicUrl);
     this.origin = url.origin;
     this.host = url.host;
@@ -122,12 +188,13 @@ export class DiskStore implements ObjectStore {
   async init(): Promise<void> {
     await fsp.rm(this.tmpDir, { recursive: true, force: true });
     await Promise.all(
-      [this.objectsDir, this.metaDir, this.tmpDir].map(async (d) => {
+      [this.objectsDir, this.metaDir, this.tmpDir, this.multipartDir].map(async (d) => {
         await fsp.mkdir(d, { recursive: true, mode: DIR_MODE });
         // Directories of an older version were created under the umask (often world-readable).
         await fsp.chmod(d, DIR_MODE);
       }),
     );
+    await this.sweepMultipart();
   }
 
   /** Client PUTs in progress right now. */
@@ -254,6 +321,8 @@ export class DiskStore implements ObjectStore {
    */
   async receive(request: SignedObjectRequest, body: Readable, onAccepted?: () => void): Promise<ReceivedObject> {
     const { key, params } = this.authorise(request);
+    // A part URL is for `receivePart` only: it binds no type, so it must never write an object.
+    if (params.has(UPLOAD_ID_PARAM) || params.has(PART_NUMBER_PARAM)) throw StorageRefusal.accessDenied();
     const contentType = header(request.headers, 'content-type') ?? '';
     const maxBytes = Number(params.get(MAX_BYTES_PARAM));
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw StorageRefusal.accessDenied();
@@ -269,6 +338,282 @@ export class DiskStore implements ObjectStore {
     }
   }
 
+  // Multipart uploads. An upload is a directory `multipart/<uploadId>` (24 random bytes, base64url)
+  // holding `upload.json` (key, type, creation time) and one file per part, `<partNumber>.part`: the
+  // part's bytes followed by their hex SHA-256 (PART_TRAILER_BYTES). A part arrives in a temporary
+  // file beside it and is renamed into place, so a part is whole or absent, its checksum with it, and
+  // a second PUT of a part number replaces the first in one step (as on S3). Uploads survive a
+  // restart: `init` removes only the temporary files. A part's ETag is the store's own scheme
+  // (`etagOf` its SHA-256), and so is the completed object's: not S3's MD5-of-MD5s `"…-N"`.
+
+  async createMultipart(input: { key: string; contentType: string }): Promise<{ uploadId: string }> {
+    this.segments(input.key);
+    const uploadId = randomBytes(24).toString('base64url');
+    const dir = this.uploadDir(uploadId);
+    await fsp.mkdir(dir, { mode: DIR_MODE });
+    const record: UploadRecord = { key: input.key, contentType: input.contentType, createdAt: new Date().toISOString() };
+    // Whole or absent: a directory without its record is swept at start-up and reads as no upload.
+    const tmp = path.join(dir, `.${randomBytes(8).toString('hex')}.tmp`);
+    await fsp.writeFile(tmp, JSON.stringify(record), { flush: true, mode: FILE_MODE, flag: 'wx' });
+    await fsp.rename(tmp, path.join(dir, UPLOAD_RECORD));
+    return { uploadId };
+  }
+
+  /** Signed like an object URL, with `partNumber` and `uploadId` in the signed query and, when given, `content-length`. */
+  async presignPart(input: { key: string; uploadId: string; partNumber: number; contentLength: number | null; expiresInSeconds: number }): Promise<string> {
+    if (!UPLOAD_ID.test(input.uploadId)) throw new MultipartError('NoSuchUpload', 'The specified upload does not exist');
+    if (!isPartNumber(input.partNumber)) throw new RangeError(`part number out of range: ${input.partNumber}`);
+    const length = input.contentLength;
+    if (length !== null && (!Number.isSafeInteger(length) || length < 0 || length > MULTIPART_LIMITS.maxPartBytes)) {
+      throw new RangeError(`part size out of range: ${length}`);
+    }
+    return this.signer.presign({
+      method: 'PUT',
+      origin: this.origin,
+      pathSegments: [this.bucket, ...this.segments(input.key)],
+      query: { [PART_NUMBER_PARAM]: String(input.partNumber), [UPLOAD_ID_PARAM]: input.uploadId },
+      headers: length === null ? {} : { 'content-length': String(length) },
+      expiresInSeconds: input.expiresInSeconds,
+    });
+  }
+
+  /**
+   * Handles a PUT to a presigned part URL (query `partNumber` and `uploadId`):
+   * checks the signature and the upload, takes a slot of the owner's and the
+   * server's caps (as a single PUT does), streams at most `maxPartBytes` (or
+   * exactly the signed Content-Length) to a temporary file, then renames it
+   * into place. Throws StorageRefusal for every refusal.
+   */
+  async receivePart(request: SignedObjectRequest, body: Readable, onAccepted?: () => void): Promise<UploadedPart> {
+    const { key, params } = this.authorise(request);
+    const uploadId = params.get(UPLOAD_ID_PARAM) ?? '';
+    const partNumber = Number(params.get(PART_NUMBER_PARAM));
+    if (!UPLOAD_ID.test(uploadId) || !isPartNumber(partNumber) || String(partNumber) !== params.get(PART_NUMBER_PARAM)) {
+      throw StorageRefusal.accessDenied();
+    }
+    const limit = MULTIPART_LIMITS.maxPartBytes;
+    const declaredLength = header(request.headers, 'content-length');
+    if (declaredLength !== undefined && Number(declaredLength) > limit) throw StorageRefusal.tooLarge(limit);
+    const record = await this.readUpload(uploadId);
+    if (record === null || record.key !== key) throw StorageRefusal.noSuchUpload();
+    // One writer per part (a retry racing its first attempt gets 409), within the owner's and the server's caps.
+    const release = this.slots.acquire(`${key}?uploadId=${uploadId}&partNumber=${partNumber}`, { owner: this.ownerOf(key) });
+    const tmp = path.join(this.uploadDir(uploadId), `.${partNumber}.${randomBytes(8).toString('hex')}.tmp`);
+    try {
+      let file: fsp.FileHandle;
+      try {
+        file = await fsp.open(tmp, 'wx', FILE_MODE);
+      } catch (err) {
+        // Aborted or completed since the record was read.
+        if (isNotFound(err)) throw StorageRefusal.noSuchUpload();
+        throw err;
+      }
+      onAccepted?.();
+      const { size, sha256 } = await this.receiveBody(body, file, limit, declaredLength, () => StorageRefusal.tooLarge(limit));
+      try {
+        await fsp.appendFile(tmp, sha256, { flush: true });
+        await fsp.rename(tmp, this.partPath(uploadId, partNumber));
+      } catch (err) {
+        if (isNotFound(err)) throw StorageRefusal.noSuchUpload();
+        throw err;
+      }
+      return { partNumber, size, etag: etagOf(sha256) };
+    } finally {
+      release();
+      await fsp.rm(tmp, { force: true });
+    }
+  }
+
+  async listParts(key: string, uploadId: string): Promise<UploadedPart[] | 'missing'> {
+    const record = await this.readUpload(uploadId);
+    if (record === null || record.key !== key) return 'missing';
+    let names: string[];
+    try {
+      names = await fsp.readdir(this.uploadDir(uploadId));
+    } catch (err) {
+      if (isNotFound(err)) return 'missing';
+      throw err;
+    }
+    const parts: UploadedPart[] = [];
+    for (const name of names) {
+      const match = PART_FILE.exec(name);
+      if (!match) continue;
+      const opened = await this.openPart(uploadId, Number(match[1]));
+      if (!opened) continue;
+      await opened.handle.close();
+      parts.push(opened.part);
+    }
+    return parts.sort((a, b) => a.partNumber - b.partNumber);
+  }
+
+  /**
+   * Under `exclusive(key)` and the key's writer slot: checks the list against
+   * the parts received (MultipartError), streams the parts in order into one
+   * temporary file computing the SHA-256 in the same pass (constant memory),
+   * commits it as a single PUT is committed (metadata, then the hard link: the
+   * commit point), then removes the upload. A crash before the link leaves no
+   * object (the temporary file is swept at start-up) and the upload with its
+   * parts, which can be completed again; a crash after it, the object and the
+   * upload: completing again hashes the parts and, as they are the stored
+   * bytes, answers the object and removes the upload.
+   */
+  async completeMultipart(key: string, uploadId: string, parts: { partNumber: number; etag: string }[]): Promise<ObjectInfo> {
+    this.segments(key);
+    return this.exclusive(key, async () => {
+      const record = await this.readUpload(uploadId);
+      const received = record === null || record.key !== key ? 'missing' : await this.listParts(key, uploadId);
+      if (record === null || received === 'missing') throw new MultipartError('NoSuchUpload', 'The specified upload does not exist');
+      const chosen = checkCompletion(parts, received);
+      const release = this.slots.acquire(key, null);
+      try {
+        const existing = await this.existing(key);
+        if (existing === 'deleted') throw StorageRefusal.alreadyWritten();
+        if (existing !== null) {
+          const { size, sha256 } = await this.assemble(uploadId, chosen, null);
+          if (size !== existing.size || sha256 !== existing.sha256) throw StorageRefusal.alreadyWritten();
+          await this.dropUpload(uploadId);
+          return { size, contentType: existing.contentType, etag: etagOf(sha256), sha256 };
+        }
+        await fsp.mkdir(path.dirname(this.objectPath(key)), { recursive: true, mode: DIR_MODE });
+        await fsp.mkdir(path.dirname(this.metaPath(key)), { recursive: true, mode: DIR_MODE });
+        const tmp = path.join(this.tmpDir, `${randomBytes(12).toString('hex')}.part`);
+        let assembled: { size: number; sha256: string };
+        try {
+          assembled = await this.assemble(uploadId, chosen, tmp);
+          await this.commitHeld(key, tmp, { contentType: record.contentType, ...assembled });
+        } finally {
+          await fsp.rm(tmp, { force: true });
+        }
+        await this.dropUpload(uploadId);
+        return { size: assembled.size, contentType: record.contentType, etag: etagOf(assembled.sha256), sha256: assembled.sha256 };
+      } finally {
+        release();
+      }
+    });
+  }
+
+  async abortMultipart(key: string, uploadId: string): Promise<void> {
+    // Exclusive of a completion of the key, so an abort never pulls parts from under an assembly.
+    await this.exclusive(key, async () => {
+      const record = await this.readUpload(uploadId);
+      if (record === null || record.key !== key) return;
+      await this.dropUpload(uploadId);
+    });
+  }
+
+  /**
+   * The parts' bytes in order, through SHA-256 and, with `target`, into that
+   * new file (synced and closed). Each part is opened as it comes and must
+   * still have the ETag it was chosen with (a part replaced since: InvalidPart).
+   */
+  private async assemble(uploadId: string, chosen: UploadedPart[], target: string | null): Promise<{ size: number; sha256: string }> {
+    const hash = createHash('sha256');
+    let size = 0;
+    const openPart = (partNumber: number) => this.openPart(uploadId, partNumber);
+    async function* bytes(): AsyncGenerator<Buffer> {
+      for (const wanted of chosen) {
+        const opened = await openPart(wanted.partNumber);
+        if (!opened || !sameEtag(opened.part.etag, wanted.etag)) {
+          await opened?.handle.close();
+          throw new MultipartError('InvalidPart', `Part ${wanted.partNumber} changed while the upload was completed`);
+        }
+        try {
+          if (opened.part.size === 0) continue;
+          for await (const chunk of opened.handle.createReadStream({ start: 0, end: opened.part.size - 1, autoClose: false })) {
+            hash.update(chunk as Buffer);
+            size += (chunk as Buffer).length;
+            yield chunk as Buffer;
+          }
+        } finally {
+          await opened.handle.close();
+        }
+      }
+    }
+    if (target === null) {
+      for await (const _chunk of bytes());
+    } else {
+      const file = await fsp.open(target, 'wx', FILE_MODE);
+      try {
+        await pipeline(Readable.from(bytes(), { objectMode: false }), file.createWriteStream({ flush: true, highWaterMark: WRITE_BATCH_BYTES }));
+      } catch (err) {
+        await file.close().catch(() => {});
+        throw err;
+      }
+    }
+    return { size, sha256: hash.digest('hex') };
+  }
+
+  /** A received part: its open file (the caller closes it), size and ETag read from that file. Null when absent. */
+  private async openPart(uploadId: string, partNumber: number): Promise<{ handle: fsp.FileHandle; part: UploadedPart } | null> {
+    let handle: fsp.FileHandle;
+    try {
+      handle = await fsp.open(this.partPath(uploadId, partNumber), 'r');
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
+    }
+    try {
+      const { size: fileSize } = await handle.stat();
+      const trailer = Buffer.alloc(PART_TRAILER_BYTES);
+      const { bytesRead } = fileSize >= PART_TRAILER_BYTES ? await handle.read(trailer, 0, PART_TRAILER_BYTES, fileSize - PART_TRAILER_BYTES) : { bytesRead: 0 };
+      const sha256 = trailer.toString('latin1');
+      // Only renamed into place once whole, so this is a file nobody wrote: skip it rather than guess.
+      if (bytesRead !== PART_TRAILER_BYTES || !/^[0-9a-f]{64}$/.test(sha256)) {
+        await handle.close();
+        return null;
+      }
+      return { handle, part: { partNumber, size: fileSize - PART_TRAILER_BYTES, etag: etagOf(sha256) } };
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
+  private async readUpload(uploadId: string): Promise<UploadRecord | null> {
+    if (!UPLOAD_ID.test(uploadId)) return null;
+    try {
+      return JSON.parse(await fsp.readFile(path.join(this.uploadDir(uploadId), UPLOAD_RECORD), 'utf8')) as UploadRecord;
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
+    }
+  }
+
+  /** Moves the upload's directory out of `multipart/` in one step (gone for every reader), then removes it. */
+  private async dropUpload(uploadId: string): Promise<void> {
+    const gone = path.join(this.tmpDir, `${randomBytes(12).toString('hex')}.dropped`);
+    try {
+      await fsp.rename(this.uploadDir(uploadId), gone);
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
+    await fsp.rm(gone, { recursive: true, force: true });
+  }
+
+  /** At start-up: removes what a crash left of part writes, and upload directories without their record. */
+  private async sweepMultipart(): Promise<void> {
+    for (const entry of await fsp.readdir(this.multipartDir)) {
+      const dir = path.join(this.multipartDir, entry);
+      const names = UPLOAD_ID.test(entry) ? await fsp.readdir(dir).catch(() => null) : null;
+      if (names === null || !names.includes(UPLOAD_RECORD)) {
+        await fsp.rm(dir, { recursive: true, force: true });
+        continue;
+      }
+      await Promise.all(names.filter((n) => n.endsWith('.tmp')).map((n) => fsp.rm(path.join(dir, n), { force: true })));
+    }
+  }
+
+  /** Only for ids `UPLOAD_ID` accepts (checked by every caller), so the path cannot leave the store. */
+  private uploadDir(uploadId: string): string {
+    if (!UPLOAD_ID.test(uploadId)) throw new MultipartError('NoSuchUpload', 'The specified upload does not exist');
+    return path.join(this.multipartDir, uploadId);
+  }
+
+  private partPath(uploadId: string, partNumber: number): string {
+    return path.join(this.uploadDir(uploadId), `${partNumber}.part`);
+  }
+
   /**
    * Serves a GET of a presigned download URL, with the response headers the
    * URL names (signed `response-content-*`), else the ones the stored type
@@ -276,6 +621,32 @@ export class DiskStore implements ObjectStore {
    * metadata was read, so it is the object that metadata describes.
    */
   async open(request: SignedObjectRequest): Promise<{ stream: Readable; info: ObjectInfo; download: DownloadHeaders }> {
+    const { handle, info, download } = await this.openSigned(request);
+    return { stream: handle.createReadStream(), info, download };
+  }
+
+  /**
+   * `open` answering the request's `Range` (RFC 9110 §14): one byte range
+   * (`bytes=a-b`, `bytes=a-`, `bytes=-n`) streams just those bytes from the
+   * descriptor whose metadata was checked (`range` says which); a range past
+   * the end is 'unsatisfiable' (no stream, the file closed); anything else
+   * (no header, malformed, several ranges, an `If-Range` other than the
+   * object's ETag) streams the whole object with `range` null. The signature
+   * is checked before the file is opened, as by `open`.
+   */
+  async openRange(request: SignedObjectRequest): Promise<RangedOpen> {
+    const { handle, info, download } = await this.openSigned(request);
+    const range = rangeOf(header(request.headers, 'range'), header(request.headers, 'if-range'), info);
+    if (range === 'unsatisfiable') {
+      await handle.close();
+      return { range, info, download };
+    }
+    const stream = range === null ? handle.createReadStream() : handle.createReadStream({ start: range.start, end: range.end });
+    return { range, stream, info, download };
+  }
+
+  /** The signature checked, then the object's open file, its info and the headers its download answers with. */
+  private async openSigned(request: SignedObjectRequest): Promise<{ handle: fsp.FileHandle; info: ObjectInfo; download: DownloadHeaders }> {
     const { key, params } = this.authorise(request);
     const opened = await this.openWithMeta(key);
     if (!opened) throw StorageRefusal.noSuchKey();
@@ -288,7 +659,7 @@ export class DiskStore implements ObjectStore {
       contentType: named ?? fallback.contentType,
       contentDisposition: disposition === 'inline' || disposition === 'attachment' ? disposition : fallback.contentDisposition,
     };
-    return { stream: handle.createReadStream(), info, download };
+    return { handle, info, download };
   }
 
   /** The object's open file, its metadata and size; null when there is none (or only a tombstone). */
@@ -336,7 +707,9 @@ export class DiskStore implements ObjectStore {
       if (result.reason === 'malformed') throw StorageRefusal.accessDenied();
       throw StorageRefusal.signatureMismatch();
     }
-    if (request.method === 'PUT' && !result.signedHeaders.includes('content-type')) throw StorageRefusal.accessDenied();
+    // Every object PUT binds its type; a part has none of its own (the upload has it), as on S3.
+    const isPart = result.params.has(UPLOAD_ID_PARAM) || result.params.has(PART_NUMBER_PARAM);
+    if (request.method === 'PUT' && !isPart && !result.signedHeaders.includes('content-type')) throw StorageRefusal.accessDenied();
     if (segments[0] !== this.bucket) throw StorageRefusal.accessDenied();
     const keySegments = segments.slice(1);
     // The signature makes these checks redundant for URLs we signed; they keep the
@@ -463,18 +836,21 @@ export class DiskStore implements ObjectStore {
     const target = this.objectPath(key);
     await fsp.mkdir(path.dirname(target), { recursive: true, mode: DIR_MODE });
     await fsp.mkdir(path.dirname(this.metaPath(key)), { recursive: true, mode: DIR_MODE });
-    await this.exclusive(key, async () => {
-      // A delete while the body arrived left a tombstone: the key is done with.
-      const current = await this.readMeta(key);
-      if (current && isTombstone(current)) throw StorageRefusal.alreadyWritten();
-      await this.writeMeta(key, meta);
-      try {
-        await fsp.link(tmpObject, target);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException)?.code === 'EEXIST') throw StorageRefusal.alreadyWritten();
-        throw err;
-      }
-    });
+    await this.exclusive(key, () => this.commitHeld(key, tmpObject, meta));
+  }
+
+  /** The two steps of `commit`, for a caller that holds `exclusive(key)` already (a multipart completion). */
+  private async commitHeld(key: string, tmpObject: string, meta: StoredMeta): Promise<void> {
+    // A delete while the body arrived left a tombstone: the key is done with.
+    const current = await this.readMeta(key);
+    if (current && isTombstone(current)) throw StorageRefusal.alreadyWritten();
+    await this.writeMeta(key, meta);
+    try {
+      await fsp.link(tmpObject, this.objectPath(key));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException)?.code === 'EEXIST') throw StorageRefusal.alreadyWritten();
+      throw err;
+    }
   }
 
   private async writeMeta(key: string, meta: StoredMeta | Tombstone): Promise<void> {

@@ -42,6 +42,10 @@ export class StorageRefusal extends Error {
   static slowDown() {
     return new StorageRefusal(503, 'SlowDown', 'Please reduce your request rate.');
   }
+  /** A part PUT for a multipart upload that does not exist (never started, completed or aborted). */
+  static noSuchUpload() {
+    return new StorageRefusal(404, 'NoSuchUpload', 'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.');
+  }
   static methodNotAllowed() {
     return new StorageRefusal(405, 'MethodNotAllowed', 'The specified method is not allowed against this resource.');
   }

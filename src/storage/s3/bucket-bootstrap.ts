@@ -63,7 +63,8 @@ async function headBucket(client: S3Client, bucket: string, where: string): Prom
 
 /**
  * One rule: the configured origins may PUT (with a Content-Type, as presigned
- * uploads must), GET and HEAD, and read the ETag of what they uploaded.
+ * uploads and parts must), GET and HEAD (with a Range), and read the ETag of
+ * what they uploaded (multipart clients such as Uppy need each part's).
  */
 async function applyCors(client: S3Client, bucket: string, origins: string[], where: string): Promise<void> {
   if (origins.length === 0) {
@@ -78,8 +79,9 @@ async function applyCors(client: S3Client, bucket: string, origins: string[], wh
             {
               AllowedOrigins: origins,
               AllowedMethods: ['PUT', 'GET', 'HEAD'],
-              AllowedHeaders: ['content-type'],
-              ExposeHeaders: ['ETag'],
+              // Content-Length is signed into part and upload URLs when the size is known; Range for seeking.
+              AllowedHeaders: ['content-type', 'content-length', 'range'],
+              ExposeHeaders: ['ETag', 'Content-Range', 'Accept-Ranges', 'Content-Length'],
               MaxAgeSeconds: 600,
             },
           ],

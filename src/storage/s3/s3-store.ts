@@ -1,15 +1,20 @@
 import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListPartsCommand,
   S3Client,
   S3ServiceException,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { S3Config } from '../../config.js';
+import { isPartNumber, MULTIPART_LIMITS, MultipartError, type MultipartErrorCode, type UploadedPart } from '../multipart.js';
 import { signedUploadHeaders, type DownloadHeaders, type ObjectInfo, type ObjectStore, type PresignPutInput } from '../object-store.js';
 import { SigV4Signer } from '../sigv4.js';
 
@@ -163,6 +168,94 @@ export class S3Store implements ObjectStore {
     // S3 answers 204 for a key that is already gone.
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
   }
+
+  async createMultipart(input: { key: string; contentType: string }): Promise<{ uploadId: string }> {
+    const out = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: input.key, ContentType: input.contentType }));
+    if (!out.UploadId) throw new Error('CreateMultipartUpload answered no UploadId');
+    return { uploadId: out.UploadId };
+  }
+
+  /** An UploadPart URL signed by Keyframe's signer, as `presignPut`: `partNumber` and `uploadId` in the query, `content-length` when given. */
+  async presignPart(input: { key: string; uploadId: string; partNumber: number; contentLength: number | null; expiresInSeconds: number }): Promise<string> {
+    if (!isPartNumber(input.partNumber)) throw new RangeError(`part number out of range: ${input.partNumber}`);
+    const length = input.contentLength;
+    if (length !== null && (!Number.isSafeInteger(length) || length < 0 || length > MULTIPART_LIMITS.maxPartBytes)) {
+      throw new RangeError(`part size out of range: ${length}`);
+    }
+    return this.signer.presign({
+      method: 'PUT',
+      origin: this.address.origin,
+      pathSegments: this.pathOf(input.key),
+      query: { partNumber: String(input.partNumber), uploadId: input.uploadId },
+      headers: length === null ? {} : { 'content-length': String(length) },
+      expiresInSeconds: input.expiresInSeconds,
+    });
+  }
+
+  async listParts(key: string, uploadId: string): Promise<UploadedPart[] | 'missing'> {
+    const parts: UploadedPart[] = [];
+    let marker: string | undefined;
+    try {
+      // At most 10 000 parts, 1000 a page; the bound only guards against a service that never stops truncating.
+      for (let page = 0; page <= MULTIPART_LIMITS.maxParts / 1000; page++) {
+        const out = await this.client.send(
+          new ListPartsCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, ...(marker === undefined ? {} : { PartNumberMarker: marker }) }),
+        );
+        for (const p of out.Parts ?? []) parts.push({ partNumber: p.PartNumber ?? 0, size: p.Size ?? 0, etag: p.ETag ?? '' });
+        if (!out.IsTruncated || out.NextPartNumberMarker === undefined || out.NextPartNumberMarker === marker) break;
+        marker = out.NextPartNumberMarker;
+      }
+    } catch (err) {
+      if (multipartCodeOf(err) === 'NoSuchUpload' || statusOf(err) === 404) return 'missing';
+      throw err;
+    }
+    return parts.sort((a, b) => a.partNumber - b.partNumber);
+  }
+
+  /**
+   * CompleteMultipartUpload, then a HEAD for the object's info. The order of
+   * the list is checked here first, so that every S3-compatible service
+   * refuses an unordered list the same way (InvalidPartOrder).
+   */
+  async completeMultipart(key: string, uploadId: string, parts: { partNumber: number; etag: string }[]): Promise<ObjectInfo> {
+    for (let i = 1; i < parts.length; i++) {
+      if (!(parts[i]!.partNumber > parts[i - 1]!.partNumber)) {
+        throw new MultipartError('InvalidPartOrder', 'The list of parts was not in ascending order. The parts list must be specified in order by part number.');
+      }
+    }
+    if (parts.length === 0) throw new MultipartError('InvalidPart', 'The part list is empty');
+    try {
+      await this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: key,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: quoted(p.etag) })) },
+        }),
+      );
+    } catch (err) {
+      const code = multipartCodeOf(err);
+      if (code !== null) throw new MultipartError(code, (err as Error).message || code);
+      // RGW answers a completion of an unknown (aborted, completed) upload with 500 InternalError
+      // "This multipart completion is already in progress": ask whether the upload is there at all.
+      if ((await this.listParts(key, uploadId).catch(() => null)) === 'missing') {
+        throw new MultipartError('NoSuchUpload', 'The specified upload does not exist');
+      }
+      throw err;
+    }
+    const info = await this.head(key);
+    if (info === null) throw new Error(`completed multipart upload of ${key} but the object is not there`);
+    return info;
+  }
+
+  async abortMultipart(key: string, uploadId: string): Promise<void> {
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }));
+    } catch (err) {
+      if (multipartCodeOf(err) === 'NoSuchUpload' || statusOf(err) === 404) return;
+      throw err;
+    }
+  }
 }
 
 /** Where a presigned URL points: the origin, then these path segments, then the key's. */
@@ -191,6 +284,18 @@ export function objectAddress(options: Pick<S3StoreOptions, 'endpoint' | 'region
   endpoint.hostname = `${options.bucket}.${endpoint.hostname}`;
   return { origin: endpoint.origin, pathPrefix: basePath };
 }
+
+const MULTIPART_CODES: readonly MultipartErrorCode[] = ['InvalidPart', 'InvalidPartOrder', 'EntityTooSmall', 'NoSuchUpload'];
+
+/** S3's error code of an SDK error, when it is one of the multipart refusals. */
+function multipartCodeOf(err: unknown): MultipartErrorCode | null {
+  const name = (err as { name?: string; Code?: string } | null)?.name;
+  const code = (err as { Code?: string } | null)?.Code;
+  return MULTIPART_CODES.find((c) => c === name || c === code) ?? null;
+}
+
+/** ETags go to S3 in quotes, as ListParts and UploadPart give them. */
+const quoted = (etag: string) => (etag.startsWith('"') ? etag : `"${etag}"`);
 
 /** HTTP status of an SDK error, when it has one. */
 export function statusOf(err: unknown): number | undefined {

@@ -95,7 +95,7 @@ describe.skipIf(REDIS.skip)('the upload quota on two nodes sharing one Redis', (
   it('grants exactly the pending-uploads limit in total to 200 concurrent reservations split across the nodes', async () => {
     const nodes = await twoNodes({ pendingUploads: 50, storedBytes: 2 ** 50 });
     const results = await Promise.allSettled(Array.from({ length: 200 }, (_, i) => reserve(nodes[i % 2]!.quota, 1000)));
-    expect(granted(results, /Too many pending uploads: 50 upload URLs are unused \(limit 50/)).toBe(50);
+    expect(granted(results, /Too many pending uploads: the 50 allowed per user are all in use/)).toBe(50);
   });
 
   it('grants exactly the stored-bytes limit in total', async () => {
