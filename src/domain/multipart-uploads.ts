@@ -3,8 +3,9 @@ import type { UploadsTable } from '../db/schema.js';
 import { checkCompletion, isPartNumber, MULTIPART_LIMITS, MultipartError, type UploadedPart } from '../storage/multipart.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { ApiError, notFound, validationError } from './errors.js';
-import { ALLOWED_CONTENT_TYPES, lookupMediaType, MAX_BYTES } from './media-types.js';
+import { MAX_BYTES } from './media-types.js';
 import { newUploadKey, parseUploadKey } from './object-keys.js';
+import { checkFileName, pendingUploadRecord, uploadMediaType } from './uploads.js';
 import type { UploadQuota } from './usage/upload-quota.js';
 
 /**
@@ -25,7 +26,6 @@ export const MAX_BATCH_PARTS = 1000;
 
 /** `file_name` keeps at most this many characters (Uppy sends whatever the file is called). */
 const MAX_FILE_NAME = 255;
-const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
 
 export interface CreateMultipartRequest {
   /** Bookkeeping only (as presign's `fileName`); never decides the key. */
@@ -131,12 +131,9 @@ export class MultipartUploads {
   }
 
   async create(userId: string, request: CreateMultipartRequest): Promise<CreateMultipartResponse> {
-    const media = lookupMediaType(request.type);
-    if (!media) throw validationError(`Unsupported type; allowed: ${ALLOWED_CONTENT_TYPES.join(', ')}`);
+    const media = uploadMediaType(request.type, 'type');
     const fileName = request.filename === undefined || request.filename === '' ? null : request.filename.slice(0, MAX_FILE_NAME);
-    if (fileName !== null && CONTROL_CHARACTER.test(fileName)) {
-      throw validationError('filename must not contain control characters (U+0000 to U+001F, U+007F)');
-    }
+    checkFileName(fileName, 'filename');
     if (request.size !== undefined && request.contentLength !== undefined && request.size !== request.contentLength) {
       throw validationError('size and contentLength, when both given, must be equal');
     }
@@ -165,25 +162,19 @@ export class MultipartUploads {
       try {
         await this.db
           .insertInto('uploads')
-          .values({
-            s3_key: key,
-            user_id: userId,
-            content_type: media.contentType,
-            max_bytes: maxBytes,
-            content_length: size,
-            file_name: fileName,
-            state: 'pending',
-            size: null,
-            sha256: null,
-            etag: null,
-            sniffed_type: null,
-            reason: null,
-            multipart_upload_id: uploadId,
-            created_at: now.toISOString(),
-            expires_at: new Date(now.getTime() + this.lifetimeSeconds * 1000).toISOString(),
-            uploaded_at: null,
-            verified_at: null,
-          })
+          .values(
+            pendingUploadRecord({
+              key,
+              userId,
+              contentType: media.contentType,
+              maxBytes,
+              contentLength: size,
+              fileName,
+              createdAt: now,
+              expiresAt: new Date(now.getTime() + this.lifetimeSeconds * 1000),
+              multipartUploadId: uploadId,
+            }),
+          )
           .execute();
       } catch (err) {
         // No record, no upload: the parts could never be completed, so drop them now.

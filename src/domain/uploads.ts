@@ -1,8 +1,10 @@
 import { BatchedInsert } from '../db/batched-insert.js';
+import type { Insertable } from 'kysely';
 import type { Db } from '../db/database.js';
+import type { UploadsTable } from '../db/schema.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { ApiError, validationError } from './errors.js';
-import { ALLOWED_CONTENT_TYPES, lookupMediaType, MAX_BYTES } from './media-types.js';
+import { ALLOWED_CONTENT_TYPES, lookupMediaType, MAX_BYTES, type MediaType } from './media-types.js';
 import { newUploadKey, parseUploadKey } from './object-keys.js';
 import type { UploadQuota } from './usage/upload-quota.js';
 
@@ -31,6 +33,56 @@ export interface ArrivedObject {
 
 const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
 
+/** The media-table entry of a requested type (single PUT and multipart alike); 400 naming `field` when the type is not allowed. */
+export function uploadMediaType(contentType: string, field: string): MediaType {
+  const media = lookupMediaType(contentType);
+  if (!media) throw validationError(`Unsupported ${field}; allowed: ${ALLOWED_CONTENT_TYPES.join(', ')}`);
+  return media;
+}
+
+/**
+ * A file name is bookkeeping only, but kept as text on every database: PostgreSQL's text cannot
+ * hold NUL, and control characters in a name serve nobody but log and terminal injection.
+ */
+export function checkFileName(fileName: string | null | undefined, field: string): void {
+  if (typeof fileName === 'string' && CONTROL_CHARACTER.test(fileName)) {
+    throw validationError(`${field} must not contain control characters (U+0000 to U+001F, U+007F)`);
+  }
+}
+
+/** The record of a new upload: pending, nothing known of its bytes until they arrive and are verified. */
+export function pendingUploadRecord(upload: {
+  key: string;
+  userId: string;
+  contentType: string;
+  maxBytes: number;
+  contentLength: number | null;
+  fileName: string | null;
+  createdAt: Date;
+  expiresAt: Date;
+  multipartUploadId?: string;
+}): Insertable<UploadsTable> {
+  return {
+    s3_key: upload.key,
+    user_id: upload.userId,
+    content_type: upload.contentType,
+    max_bytes: upload.maxBytes,
+    content_length: upload.contentLength,
+    file_name: upload.fileName,
+    state: 'pending',
+    size: null,
+    sha256: null,
+    etag: null,
+    sniffed_type: null,
+    reason: null,
+    multipart_upload_id: upload.multipartUploadId ?? null,
+    created_at: upload.createdAt.toISOString(),
+    expires_at: upload.expiresAt.toISOString(),
+    uploaded_at: null,
+    verified_at: null,
+  };
+}
+
 /** Creating upload URLs and keeping the record of each upload. */
 export class Uploads {
   /** Upload records of concurrent presigns share one transaction; each presign answers after its own commit. */
@@ -48,15 +100,8 @@ export class Uploads {
 
   async presign(userId: string, request: PresignRequest): Promise<PresignResponse> {
     if (request.kind !== 'upload') throw validationError('kind must be "upload"');
-    const media = lookupMediaType(request.contentType);
-    if (!media) {
-      throw validationError(`Unsupported contentType; allowed: ${ALLOWED_CONTENT_TYPES.join(', ')}`);
-    }
-    // Bookkeeping only, but kept as text on every database: PostgreSQL's text cannot hold NUL,
-    // and control characters in a name serve nobody but log and terminal injection.
-    if (request.fileName !== undefined && CONTROL_CHARACTER.test(request.fileName)) {
-      throw validationError('fileName must not contain control characters (U+0000 to U+001F, U+007F)');
-    }
+    const media = uploadMediaType(request.contentType, 'contentType');
+    checkFileName(request.fileName, 'fileName');
     const maxBytes = MAX_BYTES[media.family];
     const contentLength = request.contentLength ?? null;
     if (contentLength !== null && (contentLength < 1 || contentLength > maxBytes)) {
@@ -98,24 +143,7 @@ export class Uploads {
     } catch (err) {
       throw new ApiError('server_error', 'Failed to create upload URL', { cause: err });
     }
-    await this.records.insert({
-      s3_key: key,
-      user_id: userId,
-      content_type: media.contentType,
-      max_bytes: maxBytes,
-      content_length: contentLength,
-      file_name: fileName,
-      state: 'pending',
-      size: null,
-      sha256: null,
-      etag: null,
-      sniffed_type: null,
-      reason: null,
-      created_at: now.toISOString(),
-      expires_at: expiresAt.toISOString(),
-      uploaded_at: null,
-      verified_at: null,
-    });
+    await this.records.insert(pendingUploadRecord({ key, userId, contentType: media.contentType, maxBytes, contentLength, fileName, createdAt: now, expiresAt }));
     return { s3_key: key, upload_url: uploadUrl, content_type: media.contentType, max_bytes: maxBytes };
   }
 

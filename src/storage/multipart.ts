@@ -43,6 +43,15 @@ export class MultipartError extends Error {
 export const isPartNumber = (partNumber: number) => Number.isInteger(partNumber) && partNumber >= 1 && partNumber <= MULTIPART_LIMITS.maxParts;
 
 /** ETags compare without their quotes (clients send them either way). */
+/** What every store refuses before signing a part URL: a part number or a signed size outside S3's limits (a caller's bug, not the client's). */
+export function checkPartInput(input: { partNumber: number; contentLength: number | null }): void {
+  if (!isPartNumber(input.partNumber)) throw new RangeError(`part number out of range: ${input.partNumber}`);
+  const length = input.contentLength;
+  if (length !== null && (!Number.isSafeInteger(length) || length < 0 || length > MULTIPART_LIMITS.maxPartBytes)) {
+    throw new RangeError(`part size out of range: ${length}`);
+  }
+}
+
 export const sameEtag = (a: string, b: string) => a.replace(/^"|"$/g, '') === b.replace(/^"|"$/g, '');
 
 /**

@@ -3,7 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { checkCompletion, isPartNumber, MULTIPART_LIMITS, MultipartError, sameEtag, type UploadedPart } from '../multipart.js';
+import { checkCompletion, checkPartInput, isPartNumber, MULTIPART_LIMITS, MultipartError, sameEtag, type UploadedPart } from '../multipart.js';
 import { signedUploadHeaders, type DownloadHeaders, type ObjectInfo, type ObjectStore, type PresignPutInput } from '../object-store.js';
 import { SigV4Signer } from '../sigv4.js';
 import { syncWhileArriving } from './early-sync.js';
@@ -362,11 +362,8 @@ export class DiskStore implements ObjectStore {
   /** Signed like an object URL, with `partNumber` and `uploadId` in the signed query and, when given, `content-length`. */
   async presignPart(input: { key: string; uploadId: string; partNumber: number; contentLength: number | null; expiresInSeconds: number }): Promise<string> {
     if (!UPLOAD_ID.test(input.uploadId)) throw new MultipartError('NoSuchUpload', 'The specified upload does not exist');
-    if (!isPartNumber(input.partNumber)) throw new RangeError(`part number out of range: ${input.partNumber}`);
+    checkPartInput(input);
     const length = input.contentLength;
-    if (length !== null && (!Number.isSafeInteger(length) || length < 0 || length > MULTIPART_LIMITS.maxPartBytes)) {
-      throw new RangeError(`part size out of range: ${length}`);
-    }
     return this.signer.presign({
       method: 'PUT',
       origin: this.origin,

@@ -14,7 +14,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { S3Config } from '../../config.js';
-import { isPartNumber, MULTIPART_LIMITS, MultipartError, type MultipartErrorCode, type UploadedPart } from '../multipart.js';
+import { checkPartInput, MULTIPART_LIMITS, MultipartError, type MultipartErrorCode, type UploadedPart } from '../multipart.js';
 import { signedUploadHeaders, type DownloadHeaders, type ObjectInfo, type ObjectStore, type PresignPutInput } from '../object-store.js';
 import { SigV4Signer } from '../sigv4.js';
 
@@ -177,11 +177,8 @@ export class S3Store implements ObjectStore {
 
   /** An UploadPart URL signed by Keyframe's signer, as `presignPut`: `partNumber` and `uploadId` in the query, `content-length` when given. */
   async presignPart(input: { key: string; uploadId: string; partNumber: number; contentLength: number | null; expiresInSeconds: number }): Promise<string> {
-    if (!isPartNumber(input.partNumber)) throw new RangeError(`part number out of range: ${input.partNumber}`);
+    checkPartInput(input);
     const length = input.contentLength;
-    if (length !== null && (!Number.isSafeInteger(length) || length < 0 || length > MULTIPART_LIMITS.maxPartBytes)) {
-      throw new RangeError(`part size out of range: ${length}`);
-    }
     return this.signer.presign({
       method: 'PUT',
       origin: this.address.origin,
