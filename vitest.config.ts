@@ -14,7 +14,8 @@ import { defineConfig, type TestProjectInlineConfiguration } from 'vitest/config
  * that its tests fail when PostgreSQL is missing.
  *
  * The reliability suite (vitest.reliability.config.ts) and the cluster tests
- * (vitest.cluster.config.ts, over scripts/cluster.sh) have configs of their own.
+ * (vitest.cluster.config.ts, over scripts/cluster.sh) and the browser tests (vitest.browser.config.ts)
+ * have configs of their own.
  */
 
 /** Tests that never open a database: pure functions, fixtures, config, signing. They run once, in `sqlite`. */
@@ -86,7 +87,7 @@ export default defineConfig(async () => {
       name: 'postgres',
       // Drops the databases of test processes that died before their clean-up.
       globalSetup: ['test/helpers/postgres-global-setup.ts'],
-      exclude: ['test/reliability/**', 'test/cluster/**', ...WITHOUT_DATABASE, ...SQLITE_ONLY],
+      exclude: ['test/reliability/**', 'test/cluster/**', 'test/browser/**', ...WITHOUT_DATABASE, ...SQLITE_ONLY],
       env: { KEYFRAME_TEST_DATABASE: 'postgres', KEYFRAME_TEST_POSTGRES_URL: POSTGRES_URL },
     },
   };
@@ -94,7 +95,7 @@ export default defineConfig(async () => {
   return {
     test: {
       include: ['test/**/*.test.ts'],
-      exclude: ['test/reliability/**', 'test/cluster/**'],
+      exclude: ['test/reliability/**', 'test/cluster/**', 'test/browser/**'],
       testTimeout: 60_000,
       hookTimeout: 120_000,
       // Two cores: more workers only fight over them. One pool serves both projects, so this bounds them together.

@@ -12,6 +12,7 @@ import { benchAuthTiming } from './auth-timing.js';
 import { benchCapacity, capacityTable } from './capacity.js';
 import { benchClusterPresign } from './cluster-presign.js';
 import { benchIngest } from './ingest.js';
+import { benchMultipart, defaultMultipartOptions } from './multipart.js';
 import { BENCH_POSTGRES_URL, describe, postgresUnreachable } from './lib/postgres.js';
 import { ROOT } from './lib/processes.js';
 import { fmt, type Summary } from './lib/stats.js';
@@ -71,6 +72,8 @@ const presign = await benchPresign({
   log,
 });
 const ingest = await benchIngest({ sizeMiB: quick ? 20 : 200, rounds: quick ? 1 : 3, s3Endpoint, log });
+// Multipart (issue 13) vs the single PUT, on disk and RGW: a table of its own (bench/multipart.ts).
+const multipart = await benchMultipart({ ...defaultMultipartOptions(quick, log), rounds: quick ? 1 : 3 });
 const levels = (process.env.BENCH_SCALE_LEVELS ?? (quick ? '10000' : '10000,100000,1000000')).split(',').map(Number);
 const scale = await benchScale({ levels, rounds: quick ? 1 : 3, seconds: quick ? 1 : 2, connections: 50, dialect: 'sqlite', log });
 const scalePg = postgresAdminUrl
@@ -189,11 +192,12 @@ out.push(
     : `Query plans (PostgreSQL): skipped: ${pgSkipNote}.`,
   `Whole run: ${((Date.now() - started) / 1000).toFixed(0)} s.`,
 );
+out.push('', multipart.table);
 const table = out.join('\n');
 process.stdout.write(table + '\n');
 
 const resultsDir = path.join(ROOT, 'bench/results');
 await mkdir(resultsDir, { recursive: true });
 const file = path.join(resultsDir, `${new Date().toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);
-await writeFile(file, JSON.stringify({ machine, quick, presign, ingest, scale, scalePg, timing, verification, dispatch, clusterPresign, capacity, table }, null, 2));
+await writeFile(file, JSON.stringify({ machine, quick, presign, ingest, multipart, scale, scalePg, timing, verification, dispatch, clusterPresign, capacity, table }, null, 2));
 process.stderr.write(`wrote ${path.relative(ROOT, file)}\n`);

@@ -44,6 +44,11 @@ export interface Config {
   /** Lifetime of a presigned upload URL in seconds (`KEYFRAME_UPLOAD_URL_TTL_SECONDS`, default 900). */
   uploadUrlTtlSeconds: number;
   /**
+   * Minutes between two sweeps of expired multipart uploads (`KEYFRAME_MULTIPART_SWEEP_MINUTES`,
+   * default 10), where jobs run (worker role, embedded `serve`).
+   */
+  multipartSweepMinutes: number;
+  /**
    * Browser origins allowed to call the API and PUT to upload URLs
    * (`KEYFRAME_CORS_ORIGINS`, comma-separated, `*` for any; default none).
    */
@@ -157,6 +162,12 @@ export interface S3Config {
   createBucket: boolean;
   /** `S3_APPLY_CORS=true`: put a CORS rule for `corsOrigins` on the bucket at start-up. */
   applyCors: boolean;
+  /**
+   * `S3_APPLY_LIFECYCLE=true`: put a lifecycle rule on the bucket at start-up that aborts
+   * incomplete multipart uploads after the multipart lifetime (in whole days, at least 1):
+   * a backstop for parts the sweep missed. It replaces the bucket's lifecycle configuration.
+   */
+  applyLifecycle: boolean;
 }
 
 export class ConfigError extends Error {
@@ -202,6 +213,7 @@ export function loadConfig(env: Env = process.env): Config {
     redis: redisUrl === null ? null : { url: redisUrl, prefix: redisPrefix },
     publicUrl: publicUrl === null ? null : publicUrl.replace(/\/+$/, ''),
     uploadUrlTtlSeconds: read.integer('KEYFRAME_UPLOAD_URL_TTL_SECONDS', 900, 1, 7 * 24 * 3600),
+    multipartSweepMinutes: read.integer('KEYFRAME_MULTIPART_SWEEP_MINUTES', 10, 1, 24 * 60),
     corsOrigins: read.list('KEYFRAME_CORS_ORIGINS'),
     signingSecret,
     logLevel: read.oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
@@ -272,6 +284,7 @@ function readS3(read: EnvReader): S3Config {
     forcePathStyle: read.boolean('S3_FORCE_PATH_STYLE', endpoint !== null),
     createBucket: read.boolean('S3_CREATE_BUCKET', false),
     applyCors: read.boolean('S3_APPLY_CORS', false),
+    applyLifecycle: read.boolean('S3_APPLY_LIFECYCLE', false),
   };
 }
 

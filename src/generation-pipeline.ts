@@ -6,6 +6,7 @@ import { Generations } from './domain/generations/generations.js';
 import { ModelRegistry } from './domain/generations/model-registry.js';
 import type { Runner, RunnerCallbacks } from './domain/generations/runner.js';
 import { GenerationWorker } from './domain/generations/worker.js';
+import { MultipartSweep } from './domain/multipart-sweep.js';
 import { GenerationLimits } from './domain/usage/generation-usage.js';
 import type { Verifier } from './domain/verification.js';
 import type { JobConsumer, JobProducer } from './queue/job-queue.js';
@@ -84,15 +85,22 @@ export function openGenerationWorker(
     runnerFor: (type) => runners[type],
     log: logError,
   });
+  // Expired multipart uploads of every user are aborted where jobs run (issue 13).
+  const sweep = new MultipartSweep(db, store, {
+    intervalMs: config.multipartSweepMinutes * 60_000,
+    log: (message, details) => log.warn(details, message),
+  });
   return {
     runnerCallbacks: callbacks,
     async start() {
       await local.init();
       webhooks.start();
+      sweep.start();
       await consumer.start(worker);
     },
     async stop() {
       await consumer.stop();
+      await sweep.stop();
       await webhooks.stop();
     },
   };

@@ -87,6 +87,15 @@ describe('loadConfig', () => {
     expect(problems.join('\n')).toMatch(/KEYFRAME_PUBLIC_URL/);
   });
 
+  it('the multipart sweep interval and S3_APPLY_LIFECYCLE (issue 13): 10 minutes and off by default', () => {
+    expect(loadConfig({}).multipartSweepMinutes).toBe(10);
+    expect(loadConfig({ KEYFRAME_MULTIPART_SWEEP_MINUTES: '2' }).multipartSweepMinutes).toBe(2);
+    expect(problemsOf({ KEYFRAME_MULTIPART_SWEEP_MINUTES: '0' }).some((p) => p.startsWith('KEYFRAME_MULTIPART_SWEEP_MINUTES '))).toBe(true);
+    const s3 = { KEYFRAME_STORAGE: 's3', S3_BUCKET: 'b', S3_ACCESS_KEY_ID: 'a', S3_SECRET_ACCESS_KEY: 's' };
+    expect(loadConfig(s3).s3?.applyLifecycle).toBe(false);
+    expect(loadConfig({ ...s3, S3_APPLY_LIFECYCLE: 'true' }).s3?.applyLifecycle).toBe(true);
+  });
+
   it('names the missing S3 settings when the S3 store is chosen', () => {
     const problems = problemsOf({ KEYFRAME_STORAGE: 's3' });
     for (const name of ['S3_BUCKET', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY']) {

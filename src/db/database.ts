@@ -23,6 +23,7 @@ import * as m006 from './migrations/006_job_leases.js';
 import * as m007 from './migrations/007_webhook_deliveries.js';
 import * as m008 from './migrations/008_runner_callbacks.js';
 import * as m009 from './migrations/009_multipart_uploads.js';
+import * as m010 from './migrations/010_multipart_expiry.js';
 
 export { DatabaseUnreachable } from './postgres.js';
 export { dialectOf } from './dialect.js';
@@ -63,6 +64,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '007_webhook_deliveries': m007,
   '008_runner_callbacks': m008,
   '009_multipart_uploads': m009,
+  '010_multipart_expiry': m010,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

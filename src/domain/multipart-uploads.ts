@@ -295,30 +295,12 @@ export class MultipartUploads {
 
   /**
    * Aborts the user's multipart uploads whose lifetime ended uncompleted (at most
-   * EXPIRED_PER_CREATE): the store drops their parts, and the record is rejected with
-   * MULTIPART_EXPIRED_REASON (answered as `expired`), so it reserves nothing any more.
-   * An index range over the user's pending rows (`uploads_user_state`). Returns how many.
+   * EXPIRED_PER_CREATE), as the sweep does for every user (`abortExpiredUploads`).
+   * An index range over the user's pending rows (`uploads_user_state`). Returns how many this call aborted.
    */
   async abortExpired(userId: string, now = new Date()): Promise<number> {
-    const expired = await this.db
-      .selectFrom('uploads')
-      .select(['s3_key', 'multipart_upload_id', 'user_id', 'state', 'expires_at'])
-      .where('user_id', '=', userId)
-      .where('state', '=', 'pending')
-      .where('expires_at', '<=', now.toISOString())
-      .where('multipart_upload_id', 'is not', null)
-      .limit(EXPIRED_PER_CREATE)
-      .execute();
-    for (const row of expired) {
-      await this.store.abortMultipart(row.s3_key, row.multipart_upload_id!);
-      await this.db
-        .updateTable('uploads')
-        .set({ state: 'rejected', reason: MULTIPART_EXPIRED_REASON, verified_at: now.toISOString() })
-        .where('s3_key', '=', row.s3_key)
-        .where('state', '=', 'pending')
-        .execute();
-    }
-    return expired.length;
+    const aborted = await abortExpiredUploads(this.db, this.store, { userId, now, limit: EXPIRED_PER_CREATE });
+    return aborted.aborted.length;
   }
 
   // ---- helpers ---------------------------------------------------------------------
@@ -397,6 +379,66 @@ export class MultipartUploads {
       .execute();
     this.quota?.markStale(record.user_id);
   }
+}
+
+/** A multipart upload the sweep (or a create) aborted: the record's key, its owner and its upload id. */
+export interface ExpiredUpload {
+  key: string;
+  userId: string;
+  uploadId: string;
+}
+
+/**
+ * Aborts multipart uploads whose lifetime ended uncompleted: of one user (`userId`,
+ * through `uploads_user_state`) or of every user (through `uploads_multipart_expiry`,
+ * migration 010), at most `limit` read, oldest expiry first. Returns the ones this call aborted,
+ * and `full` when the read found `limit` rows (there may be more).
+ *
+ * Each upload is first claimed, then aborted: the conditional UPDATE turns the record
+ * `rejected` with MULTIPART_EXPIRED_REASON (answered as `expired`) only while it is still
+ * `pending`, and only the caller whose UPDATE changed the row drops the store's parts.
+ * So several sweepers (and creates) at once abort each upload once, and a crash between
+ * the two steps leaves a record that is already closed (no client can sign, list or
+ * complete it any more; its quota reservation is free) with parts nobody can use: the
+ * bucket's lifecycle rule (S3_APPLY_LIFECYCLE) or the disk store's orphan sweep removes
+ * those. The other order could leave a record still `pending` (reserving its quota,
+ * answered `uploading`) whose parts are gone. A complete racing the claim loses: its own
+ * UPDATE (`pending` to `uploaded`) finds the row rejected and deletes the object.
+ */
+export async function abortExpiredUploads(
+  db: Db,
+  store: ObjectStore,
+  options: { userId?: string; now?: Date; limit: number; onError?: (err: unknown, upload: ExpiredUpload) => void },
+): Promise<{ aborted: ExpiredUpload[]; full: boolean }> {
+  const now = (options.now ?? new Date()).toISOString();
+  let query = db
+    .selectFrom('uploads')
+    .select(['s3_key', 'multipart_upload_id', 'user_id'])
+    .where('state', '=', 'pending')
+    .where('multipart_upload_id', 'is not', null)
+    .where('expires_at', '<=', now);
+  if (options.userId !== undefined) query = query.where('user_id', '=', options.userId);
+  const expired = await query.orderBy('expires_at').limit(options.limit).execute();
+  const aborted: ExpiredUpload[] = [];
+  for (const row of expired) {
+    const claim = await db
+      .updateTable('uploads')
+      .set({ state: 'rejected', reason: MULTIPART_EXPIRED_REASON, verified_at: now })
+      .where('s3_key', '=', row.s3_key)
+      .where('state', '=', 'pending')
+      .where('multipart_upload_id', '=', row.multipart_upload_id!)
+      .executeTakeFirst();
+    if (claim.numUpdatedRows !== 1n) continue; // another sweeper (or the client) got there first
+    const upload: ExpiredUpload = { key: row.s3_key, userId: row.user_id, uploadId: row.multipart_upload_id! };
+    aborted.push(upload);
+    try {
+      await store.abortMultipart(upload.key, upload.uploadId);
+    } catch (err) {
+      // Claimed already: the record is closed for good; the parts are left to the backstops (see above).
+      options.onError?.(err, upload);
+    }
+  }
+  return { aborted, full: expired.length === options.limit };
 }
 
 const multipartNotFound = () => notFound('Multipart upload not found');

@@ -24,6 +24,11 @@ export interface MultipartStore {
   completeMultipart(key: string, uploadId: string, parts: { partNumber: number; etag: string }[]): Promise<ObjectInfo>;
   /** Drops the upload and its parts; no error when already gone. */
   abortMultipart(key: string, uploadId: string): Promise<void>;
+  /**
+   * Uploads in progress created before `before` (the disk store's; S3 has its lifecycle rule
+   * instead): the sweep removes those no open record names, as crash leftovers.
+   */
+  staleMultipartUploads?(before: Date): Promise<{ key: string; uploadId: string }[]>;
 }
 
 export type MultipartErrorCode = 'InvalidPart' | 'InvalidPartOrder' | 'EntityTooSmall' | 'NoSuchUpload';

@@ -4,7 +4,8 @@ import { USER_ID_PATTERN, parseUploadKey } from '../domain/object-keys.js';
 import { signingSecret } from '../signing-secret.js';
 import { DiskStore } from './disk/disk-store.js';
 import type { ObjectStore } from './object-store.js';
-import { bootstrapBucket } from './s3/bucket-bootstrap.js';
+import { MULTIPART_LIFETIME_SECONDS } from '../domain/multipart-uploads.js';
+import { bootstrapBucket, lifecycleDays } from './s3/bucket-bootstrap.js';
 import { S3Store } from './s3/s3-store.js';
 
 /**
@@ -22,6 +23,7 @@ export async function openStore(config: Config, publicUrl: string): Promise<Obje
         endpoint: config.s3.endpoint,
         createBucket: config.s3.createBucket,
         corsOrigins: config.s3.applyCors ? config.corsOrigins : null,
+        abortIncompleteMultipartDays: config.s3.applyLifecycle ? lifecycleDays(MULTIPART_LIFETIME_SECONDS) : null,
       });
     } catch (err) {
       store.client.destroy();

@@ -95,3 +95,15 @@ export async function presignAndPut(
   }
   return presigned.body;
 }
+
+/**
+ * `mp4` grown to `size` bytes by a trailing `free` box: still a real MP4 whose boxes add up to
+ * its size, so verification (truncation check, ffprobe) accepts it. For large-upload tests.
+ */
+export function padMp4(mp4: Buffer, size: number): Buffer {
+  if (size < mp4.length + 8) throw new Error(`padMp4: ${size} bytes leave no room for a free box after ${mp4.length}`);
+  const free = Buffer.alloc(size - mp4.length);
+  free.writeUInt32BE(free.length, 0);
+  free.write('free', 4, 'latin1');
+  return Buffer.concat([mp4, free]);
+}

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_BYTES } from '../../src/domain/media-types.js';
 import { waitForGeneration } from '../helpers/generations.js';
-import { readFixture } from '../helpers/media-fixtures.js';
+import { padMp4, readFixture } from '../helpers/media-fixtures.js';
 import { rgwForTests, startServerOn } from '../helpers/rgw.js';
 import type { TestServer } from '../helpers/server.js';
 
@@ -13,17 +13,7 @@ const rgw = await rgwForTests('multipart HTTP suite');
 
 const MiB = 1024 * 1024;
 
-/**
- * sample.mp4 (32×32 H.264, 0.5 s) grown to `size` bytes by a trailing `free` box: a real MP4
- * whose boxes still add up to its size, so verification (truncation check, ffprobe) accepts it.
- */
-function paddedMp4(size: number): Buffer {
-  const mp4 = readFixture('sample.mp4');
-  const free = Buffer.alloc(size - mp4.length);
-  free.writeUInt32BE(free.length, 0);
-  free.write('free', 4, 'latin1');
-  return Buffer.concat([mp4, free]);
-}
+const paddedMp4 = (size: number): Buffer => padMp4(readFixture('sample.mp4'), size);
 
 /** PUTs one part as a browser does (a Blob slice: no Content-Type). */
 async function putPart(url: string, bytes: Buffer): Promise<{ status: number; etag: string | null; text: string }> {

@@ -100,9 +100,16 @@ export class GenerationWorker implements JobHandler {
 /** What a run came to: the finished video's key, or an error fit for the client. */
 type Outcome = { videoKey: string } | { error: string };
 
-/** Rejects as soon as `signal` aborts, even if the runner is slow to notice. */
-function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
+/**
+ * Rejects as soon as `signal` aborts, even if the runner is slow to notice. `work` always gets a
+ * handler: a runner handed an already aborted signal (a stop during the row read) rejects with
+ * its reason, and an unhandled rejection would end the process.
+ */
+export function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    work.catch(() => {});
+    return Promise.reject(signal.reason);
+  }
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });

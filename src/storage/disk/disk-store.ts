@@ -498,6 +498,16 @@ export class DiskStore implements ObjectStore {
     });
   }
 
+  /** Uploads whose `upload.json` says they were created before `before` (for the sweep's orphan check). */
+  async staleMultipartUploads(before: Date): Promise<{ key: string; uploadId: string }[]> {
+    const stale: { key: string; uploadId: string }[] = [];
+    for (const uploadId of await fsp.readdir(this.multipartDir)) {
+      const record = await this.readUpload(uploadId).catch(() => null);
+      if (record !== null && Date.parse(record.createdAt) < before.getTime()) stale.push({ key: record.key, uploadId });
+    }
+    return stale;
+  }
+
   /**
    * The parts' bytes in order, through SHA-256 and, with `target`, into that
    * new file (synced and closed). Each part is opened as it comes and must

@@ -1,4 +1,4 @@
-import { CreateBucketCommand, HeadBucketCommand, PutBucketCorsCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, HeadBucketCommand, PutBucketCorsCommand, PutBucketLifecycleConfigurationCommand, type S3Client } from '@aws-sdk/client-s3';
 import { statusOf } from './s3-store.js';
 
 /** What start-up does to the bucket before Keyframe serves anything. */
@@ -10,7 +10,19 @@ export interface BucketBootstrapOptions {
   createBucket: boolean;
   /** Browser origins to allow on the bucket; null leaves the bucket's CORS rules alone. */
   corsOrigins: string[] | null;
+  /**
+   * Days after which the bucket aborts an incomplete multipart upload (lifecycle rule
+   * `AbortIncompleteMultipartUpload`, `S3_APPLY_LIFECYCLE`); null leaves the bucket's lifecycle alone.
+   * Only a backstop: the sweep aborts expired uploads (and closes their records) long before.
+   */
+  abortIncompleteMultipartDays?: number | null;
 }
+
+/** The lifecycle rule's days for a lifetime in seconds: whole days, rounded up, at least 1. */
+export const lifecycleDays = (lifetimeSeconds: number) => Math.max(1, Math.ceil(lifetimeSeconds / 86_400));
+
+/** The id of the one lifecycle rule Keyframe applies. */
+export const LIFECYCLE_RULE_ID = 'keyframe-abort-incomplete-multipart';
 
 /**
  * Start-up could not use the bucket. The message names the endpoint and the
@@ -44,6 +56,28 @@ export async function bootstrapBucket(client: S3Client, options: BucketBootstrap
     }
   }
   if (options.corsOrigins !== null) await applyCors(client, options.bucket, options.corsOrigins, where);
+  const days = options.abortIncompleteMultipartDays ?? null;
+  if (days !== null) await applyLifecycle(client, options.bucket, days, where);
+}
+
+/**
+ * One rule over the whole bucket: incomplete multipart uploads are aborted `days` after
+ * they were started. It replaces the bucket's lifecycle configuration (as S3_APPLY_CORS
+ * replaces its CORS rules); RGW and AWS S3 support it.
+ */
+async function applyLifecycle(client: S3Client, bucket: string, days: number, where: string): Promise<void> {
+  try {
+    await client.send(
+      new PutBucketLifecycleConfigurationCommand({
+        Bucket: bucket,
+        LifecycleConfiguration: {
+          Rules: [{ ID: LIFECYCLE_RULE_ID, Status: 'Enabled', Filter: { Prefix: '' }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: days } }],
+        },
+      }),
+    );
+  } catch (err) {
+    throw new BucketUnavailableError(`${where}: could not apply the lifecycle rule (S3_APPLY_LIFECYCLE): ${describe(err)}`, { cause: err });
+  }
 }
 
 /** 200 when the bucket is there, 404 when it is not; anything else stops start-up. */

@@ -19,7 +19,7 @@ import { signedUploadHeaders, type DownloadHeaders, type ObjectInfo, type Object
 import { SigV4Signer } from '../sigv4.js';
 
 /** Where the store is and how to reach it: the S3 part of the config, less the start-up switches. */
-export type S3StoreOptions = Omit<S3Config, 'createBucket' | 'applyCors'>;
+export type S3StoreOptions = Omit<S3Config, 'createBucket' | 'applyCors' | 'applyLifecycle'>;
 
 /**
  * Client settings every S3 store of Keyframe uses. Checksums only where the
