@@ -72,6 +72,8 @@ describe.skipIf(rgw.skip)('browser-style upload to a presigned S3 URL from anoth
     await part.arrayBuffer();
     expect(part.status).toBe(206);
     expect(part.headers.get('access-control-expose-headers')?.toLowerCase()).toContain('content-range');
+    // The store's request id, which its error answers carry, is readable by the page.
+    expect(part.headers.get('access-control-expose-headers')?.toLowerCase()).toContain('x-amz-request-id');
     expect(await server.store.head(s3_key)).toMatchObject({ size: PNG_SIGNATURE.length, contentType: 'image/png' });
   });
 

@@ -115,7 +115,8 @@ async function applyCors(client: S3Client, bucket: string, origins: string[], wh
               AllowedMethods: ['PUT', 'GET', 'HEAD'],
               // Content-Length is signed into part and upload URLs when the size is known; Range for seeking.
               AllowedHeaders: ['content-type', 'content-length', 'range'],
-              ExposeHeaders: ['ETag', 'Content-Range', 'Accept-Ranges', 'Content-Length'],
+              // S3's request ids too, so a page can report a refused part the way the store's support asks for.
+              ExposeHeaders: ['ETag', 'Content-Range', 'Accept-Ranges', 'Content-Length', 'x-amz-request-id', 'x-amz-id-2'],
               MaxAgeSeconds: 600,
             },
           ],
