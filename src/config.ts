@@ -68,6 +68,27 @@ export interface Config {
   generation: GenerationConfig;
   /** Per-user quotas and rate limits, and the server's caps on concurrent uploads (see LimitsConfig). */
   limits: LimitsConfig;
+  /** What people and operators reach besides the API (issue 14). */
+  surfaces: SurfacesConfig;
+}
+
+/** The browser console, the API reference and the metrics endpoint. */
+export interface SurfacesConfig {
+  /** Serve the browser console at /console (`KEYFRAME_CONSOLE`, default true). */
+  console: boolean;
+  /** Serve the API reference at /docs (`KEYFRAME_DOCS`, default true); /openapi.json is always served. */
+  docs: boolean;
+  /**
+   * Bearer token that GET /metrics on the API port requires (`KEYFRAME_METRICS_TOKEN`, at least
+   * 16 characters); without it the API port has no /metrics.
+   */
+  metricsToken: string | null;
+  /**
+   * `host:port` of a listener that serves only GET /metrics, without a token
+   * (`KEYFRAME_METRICS_LISTEN`, e.g. 127.0.0.1:9464; default none). Every role opens it, the
+   * worker included; bind it to an address only the scraper reaches.
+   */
+  metricsListen: { host: string; port: number } | null;
 }
 
 export const ROLES = ['all', 'api', 'worker'] as const;
@@ -227,6 +248,7 @@ export function loadConfig(env: Env = process.env): Config {
       leaseSeconds: read.integer('KEYFRAME_GENERATION_LEASE_SECONDS', 30, 3, 3600),
       webhookAllowPrivate: read.boolean('KEYFRAME_WEBHOOK_ALLOW_PRIVATE', false),
     },
+    surfaces: readSurfaces(read, problems),
     limits: {
       presignsPerMinute: read.integer('KEYFRAME_PRESIGNS_PER_MINUTE', 600, 1, 1_000_000),
       pendingUploads: read.integer('KEYFRAME_MAX_PENDING_UPLOADS', 100, 1, 1_000_000),
@@ -271,6 +293,26 @@ function multiNodeProblems(
       );
     }
   }
+}
+
+function readSurfaces(read: EnvReader, problems: string[]): SurfacesConfig {
+  const metricsToken = read.optionalString('KEYFRAME_METRICS_TOKEN');
+  if (metricsToken !== null && metricsToken.length < 16) problems.push('KEYFRAME_METRICS_TOKEN must be at least 16 characters');
+  const listen = read.optionalString('KEYFRAME_METRICS_LISTEN');
+  let metricsListen: SurfacesConfig['metricsListen'] = null;
+  if (listen !== null) {
+    // host:port, the host possibly a bracketed IPv6 address ([::1]:9464).
+    const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):([0-9]{1,5})$/.exec(listen);
+    const port = match ? Number(match[3]) : NaN;
+    if (!match || port < 1 || port > 65535) problems.push('KEYFRAME_METRICS_LISTEN must be host:port, e.g. 127.0.0.1:9464 or [::1]:9464');
+    else metricsListen = { host: match[1] ?? match[2]!, port };
+  }
+  return {
+    console: read.boolean('KEYFRAME_CONSOLE', true),
+    docs: read.boolean('KEYFRAME_DOCS', true),
+    metricsToken,
+    metricsListen,
+  };
 }
 
 function readS3(read: EnvReader): S3Config {
