@@ -3,7 +3,7 @@ import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { LimitsConfig } from '../config.js';
+import type { LimitsConfig, SurfacesConfig } from '../config.js';
 import type { ApiKeys } from '../domain/api-keys.js';
 import type { Generations } from '../domain/generations/generations.js';
 import type { RunnerCallbacks } from '../domain/generations/runner.js';
@@ -48,6 +48,8 @@ export interface AppDependencies {
    * nodes (src/redis/upload-grants.ts `openLimitsRedis`); without it, in this process's memory.
    */
   limitsRedis?: LimitsRedis | null;
+  /** The console, the API reference and the metrics endpoint: on or off, and the metrics token. */
+  surfaces: SurfacesConfig;
 }
 
 /** JSON bodies of the API are small; anything larger is refused before parsing. */

@@ -74,6 +74,7 @@ export async function buildApiApp(
     runnerCallbacks,
     store,
     corsOrigins: config.corsOrigins,
+    surfaces: config.surfaces,
     loggerInstance: log,
     readiness: readinessChecks(foundation, log),
   });
