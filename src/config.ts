@@ -70,6 +70,34 @@ export interface Config {
   limits: LimitsConfig;
   /** What people and operators reach besides the API (issue 14). */
   surfaces: SurfacesConfig;
+  /** How long uploads and videos are kept, and the cleanup job that applies it (issue 15, docs/lifecycle.md). */
+  retention: RetentionConfig;
+}
+
+/**
+ * The retention policy and its cleanup job (src/domain/lifecycle/). Durations are
+ * written `<n>s`, `<n>m`, `<n>h` or `<n>d`; held here in seconds.
+ */
+export interface RetentionConfig {
+  /**
+   * An upload no generation ever named is deleted this long after it arrived
+   * (`KEYFRAME_RETAIN_UNUSED`, default 7d; `forever`: never).
+   */
+  unusedSeconds: number | null;
+  /**
+   * A reference generations used is deleted this long after the last of them settled
+   * (`KEYFRAME_RETAIN_USED`). Unset (default): as long as their videos, so kept forever
+   * while videos are.
+   */
+  usedSeconds: number | null;
+  /** A completed generation's video is deleted this long after it completed (`KEYFRAME_RETAIN_VIDEOS`; unset or `forever`, the default: never). */
+  videosSeconds: number | null;
+  /** Seconds between two cleanup runs (`KEYFRAME_CLEANUP_INTERVAL`, default 10m), where jobs run. */
+  cleanupIntervalSeconds: number;
+  /** Rows one step of a run reads at once (`KEYFRAME_CLEANUP_BATCH`, default 100, 1 to 10000). */
+  cleanupBatch: number;
+  /** Seconds one run may work before it stops and leaves the rest to the next (`KEYFRAME_CLEANUP_BUDGET`, default 30s). */
+  cleanupBudgetSeconds: number;
 }
 
 /** The browser console, the API reference and the metrics endpoint. */
@@ -249,6 +277,14 @@ export function loadConfig(env: Env = process.env): Config {
       webhookAllowPrivate: read.boolean('KEYFRAME_WEBHOOK_ALLOW_PRIVATE', false),
     },
     surfaces: readSurfaces(read, problems),
+    retention: {
+      unusedSeconds: read.duration('KEYFRAME_RETAIN_UNUSED', 7 * DAY_SECONDS, { forever: true }),
+      usedSeconds: read.duration('KEYFRAME_RETAIN_USED', null),
+      videosSeconds: read.duration('KEYFRAME_RETAIN_VIDEOS', null, { forever: true }),
+      cleanupIntervalSeconds: read.duration('KEYFRAME_CLEANUP_INTERVAL', 600, { max: DAY_SECONDS }) ?? 600,
+      cleanupBatch: read.integer('KEYFRAME_CLEANUP_BATCH', 100, 1, 10_000),
+      cleanupBudgetSeconds: read.duration('KEYFRAME_CLEANUP_BUDGET', 30, { max: 3600 }) ?? 30,
+    },
     limits: {
       presignsPerMinute: read.integer('KEYFRAME_PRESIGNS_PER_MINUTE', 600, 1, 1_000_000),
       pendingUploads: read.integer('KEYFRAME_MAX_PENDING_UPLOADS', 100, 1, 1_000_000),
@@ -330,6 +366,11 @@ function readS3(read: EnvReader): S3Config {
   };
 }
 
+const DAY_SECONDS = 24 * 3600;
+
+/** Seconds in one unit of a duration setting. */
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: DAY_SECONDS };
+
 /** Parses one variable at a time, recording a readable problem for each bad value. */
 class EnvReader {
   constructor(
@@ -365,6 +406,24 @@ class EnvReader {
       return fallback;
     }
     return n;
+  }
+
+  /**
+   * A duration `<n>s|m|h|d` (n a whole number, at least 1), in seconds, at most `max`
+   * (default ten years). With `forever`, the word `forever` is null: no limit.
+   */
+  duration(name: string, fallback: number | null, options: { forever?: boolean; max?: number } = {}): number | null {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    if (options.forever && value.toLowerCase() === 'forever') return null;
+    const match = /^(\d+)([smhd])$/.exec(value);
+    const seconds = match ? Number(match[1]) * DURATION_UNITS[match[2]!]! : NaN;
+    const max = options.max ?? 3650 * DAY_SECONDS;
+    if (!(seconds >= 1 && seconds <= max)) {
+      this.problems.push(`${name} must be a duration such as 90s, 10m, 12h or 7d (at most ${max} s${options.forever ? ', or forever' : ''}), got "${value}"`);
+      return fallback;
+    }
+    return seconds;
   }
 
   boolean(name: string, fallback: boolean): boolean {

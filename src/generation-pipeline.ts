@@ -7,6 +7,8 @@ import { ModelRegistry } from './domain/generations/model-registry.js';
 import type { Runner, RunnerCallbacks } from './domain/generations/runner.js';
 import { GenerationWorker } from './domain/generations/worker.js';
 import { MultipartSweep } from './domain/multipart-sweep.js';
+import { openUploadCleanup } from './start/cleanup.js';
+import { NO_TELEMETRY, type Telemetry } from './domain/telemetry.js';
 import { GenerationLimits } from './domain/usage/generation-usage.js';
 import type { Verifier } from './domain/verification.js';
 import type { JobConsumer, JobProducer } from './queue/job-queue.js';
@@ -72,6 +74,8 @@ export function openGenerationWorker(
   consumer: JobConsumer,
   publicUrl: string,
   log: FastifyBaseLogger,
+  /** The process's metrics (src/start/shared.ts `openMetrics`): settled generations, webhook attempts, expiries and retention deletions. */
+  telemetry: Telemetry = NO_TELEMETRY,
 ): GenerationWorkerNode {
   const logError = (err: unknown, subject: string) => log.error({ err, subject }, 'generation error');
   const local = new LocalRunner({ store, workDir: path.join(config.dataDir, 'tmp', 'generations'), log: logError });
@@ -79,28 +83,34 @@ export function openGenerationWorker(
   const remote = new HttpRunner({ store, publicUrl, callbacks, workerUrl: workerUrlsOf(basics.registry.all()), log: logError });
   const runners: Record<'local' | 'http', Runner> = { local, http: remote };
   // Deliveries are sent wherever jobs run; the worker queues them in the transaction that settles each job.
-  const webhooks = new WebhookDispatcher(db, store, basics.webhooks, { log: (message, details) => log.warn(details, message) });
+  const webhooks = new WebhookDispatcher(db, store, basics.webhooks, { log: (message, details) => log.warn(details, message), telemetry });
   const worker = new GenerationWorker(db, basics.registry, webhooks, {
     timeoutSeconds: config.generation.timeoutSeconds,
     runnerFor: (type) => runners[type],
     log: logError,
+    telemetry,
   });
   // Expired multipart uploads of every user are aborted where jobs run (issue 13).
   const sweep = new MultipartSweep(db, store, {
     intervalMs: config.multipartSweepMinutes * 60_000,
     log: (message, details) => log.warn(details, message),
+    telemetry,
   });
+  // The upload lifecycle's retention and expiry (issue 15), also where jobs run.
+  const cleanup = openUploadCleanup(config, db, store, log, telemetry);
   return {
     runnerCallbacks: callbacks,
     async start() {
       await local.init();
       webhooks.start();
       sweep.start();
+      cleanup.start();
       await consumer.start(worker);
     },
     async stop() {
       await consumer.stop();
       await sweep.stop();
+      await cleanup.stop();
       await webhooks.stop();
     },
   };

@@ -43,7 +43,7 @@ export const CreateGenerationResponse = Type.Object({
   generations: Type.Array(Type.Object({ generation_id: Type.String(), status: Type.Literal('generating') })),
   credits_charged: Type.Number(),
   latency_estimate_sec: Type.Object({ typical: Type.Number(), busy: Type.Number() }),
-});
+}, { $id: 'CreateGenerationResponse' });
 export type CreateGenerationResponse = Static<typeof CreateGenerationResponse>;
 
 export const GENERATION_STATES = ['generating', 'completed', 'failed'] as const;
@@ -61,8 +61,21 @@ export const GenerationStatus = Type.Object({
   created_at: Type.String(),
   completed_at: Nullable(Type.String({ description: 'Only when completed' })),
   error: Nullable(Type.String({ description: 'Only when failed' })),
-});
+}, { $id: 'GenerationStatus' });
 export type GenerationStatus = Static<typeof GenerationStatus>;
 
 export const GenerationIdParams = Type.Object({ id: Type.String({ maxLength: 100 }) });
 export type GenerationIdParams = Static<typeof GenerationIdParams>;
+
+/**
+ * Ours: what a model worker (runner `http`) POSTs to `/api/generations/{id}/callback` when a job
+ * ends, signed with the job's secret (docs/generations.md). Read as the exact text that was signed.
+ */
+export const RunnerCallbackBody = Type.Union(
+  [
+    Type.Object({ status: Type.Literal('completed') }),
+    Type.Object({ status: Type.Literal('failed'), error: Type.String({ description: 'Why the job failed; answered as the status `error`' }) }),
+  ],
+  { $id: 'RunnerCallback' },
+);
+export type RunnerCallbackBody = Static<typeof RunnerCallbackBody>;

@@ -9,3 +9,5 @@ export * from './uploads.js';
 export * from './multipart.js';
 export * from './generations.js';
 export * from './models.js';
+export * from './operations.js';
+export * from './objects.js';

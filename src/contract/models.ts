@@ -30,8 +30,8 @@ export const ModelInfo = Type.Object({
     aspect_ratio: Type.Union(ASPECT_RATIOS.map((a) => Type.Literal(a))),
     has_audio: Type.Boolean(),
   }),
-});
+}, { $id: 'ModelInfo' });
 export type ModelInfo = Static<typeof ModelInfo>;
 
-export const ModelList = Type.Object({ models: Type.Array(ModelInfo) });
+export const ModelList = Type.Object({ models: Type.Array(ModelInfo) }, { $id: 'ModelList' });
 export type ModelList = Static<typeof ModelList>;

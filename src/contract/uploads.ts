@@ -21,20 +21,21 @@ export const PresignResponse = Type.Object({
   upload_url: Type.String({ description: 'PUT the bytes here, with the same Content-Type' }),
   content_type: Type.String(),
   max_bytes: Type.Integer({ description: 'The most bytes the upload may have' }),
-});
+}, { $id: 'PresignResponse' });
 export type PresignResponse = Static<typeof PresignResponse>;
 
 /**
  * Where an upload stands. pending: nothing stored yet; uploading: a multipart upload is open,
  * parts arriving; uploaded: stored, not yet checked; verified / rejected: checked; expired: the
- * upload URL expired unused.
+ * upload URL expired unused; deleted: its object was removed by the retention policy (or found
+ * missing), the record kept (docs/lifecycle.md).
  */
-export const UPLOAD_STATES = ['pending', 'uploading', 'uploaded', 'verified', 'rejected', 'expired'] as const;
+export const UPLOAD_STATES = ['pending', 'uploading', 'uploaded', 'verified', 'rejected', 'expired', 'deleted'] as const;
 export const UploadState = Type.Union(
   UPLOAD_STATES.map((s) => Type.Literal(s)),
   {
     description:
-      'pending: nothing stored yet; uploading: a multipart upload is open, parts arriving; uploaded: stored, not yet checked; verified / rejected: checked; expired: the upload URL expired unused',
+      'pending: nothing stored yet; uploading: a multipart upload is open, parts arriving; uploaded: stored, not yet checked; verified / rejected: checked; expired: the upload URL expired unused; deleted: the object was removed by the retention policy (or found missing), the record kept',
   },
 );
 export type UploadState = (typeof UPLOAD_STATES)[number];
@@ -46,7 +47,7 @@ export const MediaInfo = Type.Object({
   duration_seconds: Type.Union([Type.Number(), Type.Null()], { description: 'Seconds of video or audio; null for images' }),
   video_codec: Type.Union([Type.String(), Type.Null()], { description: 'ffprobe codec name of the image or video stream (png, mjpeg, h264, vp8, …)' }),
   audio_codec: Type.Union([Type.String(), Type.Null()], { description: 'ffprobe codec name of the audio stream (mp3, aac, opus, …)' }),
-});
+}, { $id: 'MediaInfo' });
 export type MediaInfo = Static<typeof MediaInfo>;
 
 export const UploadStatusQuery = Type.Object(
@@ -65,5 +66,12 @@ export const UploadStatusResponse = Type.Object({
   reason: Type.Optional(Type.String({ description: 'Why the upload was rejected' })),
   sniffed_type: Type.Union([Type.String(), Type.Null()], { description: 'Ours: the type the first bytes were recognised as' }),
   media: Type.Union([MediaInfo, Type.Null()], { description: 'Ours: what verification found the media decodes to; null until verified' }),
-});
+  expires_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+    description: 'Ours: when the upload URL (pending) or the multipart upload (uploading) expires; null in every other state',
+  }),
+  delete_after: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+    description:
+      'Ours: from when the retention policy removes the object (the next cleanup run after it); null when none applies: not stored, in use by a queued or running generation, or kept forever',
+  }),
+}, { $id: 'UploadStatus' });
 export type UploadStatusResponse = Static<typeof UploadStatusResponse>;

@@ -24,6 +24,7 @@ import * as m007 from './migrations/007_webhook_deliveries.js';
 import * as m008 from './migrations/008_runner_callbacks.js';
 import * as m009 from './migrations/009_multipart_uploads.js';
 import * as m010 from './migrations/010_multipart_expiry.js';
+import * as m011 from './migrations/011_upload_lifecycle.js';
 
 export { DatabaseUnreachable } from './postgres.js';
 export { dialectOf } from './dialect.js';
@@ -65,6 +66,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '008_runner_callbacks': m008,
   '009_multipart_uploads': m009,
   '010_multipart_expiry': m010,
+  '011_upload_lifecycle': m011,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -24,7 +24,17 @@ export interface ApiKeysTable {
   revoked_at: Timestamp | null;
 }
 
-export type UploadState = 'pending' | 'uploaded' | 'verified' | 'rejected';
+/**
+ * Stored states (docs/lifecycle.md). `expired`: a pending upload whose URL lapsed with
+ * nothing stored, or a multipart upload whose lifetime ended (migration 011; older
+ * multipart rows say `rejected` with MULTIPART_EXPIRED_REASON). `deleting`: marked for
+ * deletion, its object perhaps still there, no longer live; `deleted`: its object
+ * removed by the retention policy or found missing, the row kept for audit.
+ */
+export type UploadState = 'pending' | 'uploaded' | 'verified' | 'rejected' | 'expired' | 'deleting' | 'deleted';
+
+/** Why an upload was deleted (`uploads.deleted_reason`). */
+export type DeletedReason = 'unused' | 'used' | 'missing';
 
 export interface UploadsTable {
   s3_key: string;
@@ -55,7 +65,17 @@ export interface UploadsTable {
   created_at: Timestamp;
   expires_at: Timestamp;
   uploaded_at: Timestamp | null;
+  /** When the verdict was reached ("checked at"): set for `verified` and `rejected` alike. */
   verified_at: Timestamp | null;
+  /** When the record was stored `expired` (migration 011). */
+  expired_at: Timestamp | null;
+  /** When it was marked `deleting`; kept once `deleted`. */
+  delete_marked_at: Timestamp | null;
+  /** When its object was gone and the record `deleted`. */
+  deleted_at: Timestamp | null;
+  deleted_reason: DeletedReason | null;
+  /** When a generation last named it (Generations.create); null: never used. */
+  last_used_at: Timestamp | null;
 }
 
 export type GenerationStatus = 'generating' | 'completed' | 'failed';
@@ -87,6 +107,22 @@ export interface GenerationsTable {
   worker_id: string | null;
   /** Until when that consumer holds the running job; renewed while it runs, recovered once lapsed. */
   lease_expires_at: Timestamp | null;
+  /** The video's removal by the retention policy (migration 011): marked, then deleted; `video_url` is null from the mark on. */
+  video_delete_marked_at: Timestamp | null;
+  video_deleted_at: Timestamp | null;
+}
+
+/** The uploads a generation names (migration 011), written with the generation. */
+export interface GenerationReferencesTable {
+  generation_id: string;
+  s3_key: string;
+}
+
+/** A named lease: one holder at a time until `expires_at` (the cleanup job's `upload-cleanup`). */
+export interface LeasesTable {
+  name: string;
+  holder: string;
+  expires_at: Timestamp;
 }
 
 export type WebhookDeliveryState = 'pending' | 'delivered' | 'failed';
@@ -128,6 +164,8 @@ export interface Database {
   generations: GenerationsTable;
   webhook_deliveries: WebhookDeliveriesTable;
   runner_callbacks: RunnerCallbacksTable;
+  generation_references: GenerationReferencesTable;
+  leases: LeasesTable;
 }
 
 

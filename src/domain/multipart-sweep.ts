@@ -1,6 +1,8 @@
 import type { Db } from '../db/database.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import { abortExpiredUploads, MULTIPART_LIFETIME_SECONDS, type ExpiredUpload } from './multipart-uploads.js';
+import { abortExpiredUploads, MULTIPART_LIFETIME_SECONDS, uploadKeyFamily, type ExpiredUpload } from './multipart-uploads.js';
+import { NO_TELEMETRY, type Telemetry } from './telemetry.js';
+import { PeriodicRun } from '../periodic-run.js';
 
 /** Expired uploads one run aborts, at most (a run that hits it runs again at once, up to MAX_BATCHES_PER_RUN). */
 export const SWEEP_BATCH = 100;
@@ -35,41 +37,33 @@ export interface SweepResult {
  * run (the worker role and the embedded `serve`).
  */
 export class MultipartSweep {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<unknown> | null = null;
+  private readonly periodic: PeriodicRun;
   private readonly lifetimeMs: number;
   private readonly batchSize: number;
   private readonly now: () => Date;
+  /** Counts the uploads it expires (src/domain/telemetry.ts). */
+  private readonly telemetry: Telemetry;
 
   constructor(
     private readonly db: Db,
     private readonly store: ObjectStore,
-    private readonly options: MultipartSweepOptions,
+    private readonly options: MultipartSweepOptions & { telemetry?: Telemetry },
   ) {
+    this.telemetry = options.telemetry ?? NO_TELEMETRY;
     this.lifetimeMs = (options.lifetimeSeconds ?? MULTIPART_LIFETIME_SECONDS) * 1000;
     this.batchSize = options.batchSize ?? SWEEP_BATCH;
     this.now = options.now ?? (() => new Date());
+    this.periodic = new PeriodicRun(() => this.runOnce(), options.intervalMs, (err) => this.options.log?.('multipart sweep failed', { err }));
   }
 
   /** Runs once now, then every interval; a run still going when the next is due is not doubled. */
   start(): void {
-    if (this.timer !== null) return;
-    const tick = () => {
-      if (this.running !== null) return;
-      this.running = this.runOnce()
-        .catch((err) => this.options.log?.('multipart sweep failed', { err }))
-        .finally(() => (this.running = null));
-    };
-    this.timer = setInterval(tick, this.options.intervalMs);
-    this.timer.unref();
-    tick();
+    this.periodic.start();
   }
 
   /** Stops the timer and waits for a run in progress. */
-  async stop(): Promise<void> {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
-    await this.running;
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 
   /** One run: expired uploads (up to MAX_BATCHES_PER_RUN batches), then the disk store's orphans (one batch). */
@@ -82,6 +76,7 @@ export class MultipartSweep {
         onError: (err, upload) => this.options.log?.('multipart sweep: abort failed (record closed; parts left to the backstop)', { err, ...upload }),
       });
       aborted.push(...batch);
+      for (const upload of batch) this.telemetry.uploadSettled('expired', uploadKeyFamily(upload.key));
       // Rows another sweeper claimed first count as read: stop only when the read came up short.
       if (!full) break;
     }

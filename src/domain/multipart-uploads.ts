@@ -1,11 +1,13 @@
+import type { CompleteMultipartResponse, CreateMultipartRequest, CreateMultipartResponse, ListedPart, SignedPart } from '../contract/multipart.js';
 import type { Db } from '../db/database.js';
 import type { UploadsTable } from '../db/schema.js';
 import { checkCompletion, isPartNumber, MULTIPART_LIMITS, MultipartError, type UploadedPart } from '../storage/multipart.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { ApiError, notFound, validationError } from './errors.js';
-import { MAX_BYTES } from './media-types.js';
+import { ALLOWED_CONTENT_TYPES, lookupMediaType, MAX_BYTES, type MediaFamily } from './media-types.js';
 import { newUploadKey, parseUploadKey } from './object-keys.js';
 import { checkFileName, pendingUploadRecord, uploadMediaType } from './uploads.js';
+import { NO_TELEMETRY, type Telemetry } from './telemetry.js';
 import type { UploadQuota } from './usage/upload-quota.js';
 
 /**
@@ -15,7 +17,11 @@ import type { UploadQuota } from './usage/upload-quota.js';
  */
 export const MULTIPART_LIFETIME_SECONDS = 24 * 3600;
 
-/** The reason recorded on a multipart upload aborted because its lifetime ended uncompleted (answered as `expired`). */
+/**
+ * The reason recorded on a multipart upload aborted because its lifetime ended uncompleted, by
+ * versions before migration 011 (which stored it `rejected`; such rows are answered as `expired`).
+ * Since then the state `expired` itself says so.
+ */
 export const MULTIPART_EXPIRED_REASON = 'the multipart upload expired before it was completed';
 
 /** Expired multipart uploads of a user aborted by one create, at most. */
@@ -27,47 +33,8 @@ export const MAX_BATCH_PARTS = 1000;
 /** `file_name` keeps at most this many characters (Uppy sends whatever the file is called). */
 const MAX_FILE_NAME = 255;
 
-export interface CreateMultipartRequest {
-  /** Bookkeeping only (as presign's `fileName`); never decides the key. */
-  filename?: string;
-  /** The content type; on the presign allow-list. */
-  type: string;
-  /** Uppy's metadata: accepted and ignored. */
-  metadata?: unknown;
-  /** The whole file's exact size in bytes, when known: it fixes the part plan. `contentLength` is the same. */
-  size?: number;
-  contentLength?: number;
-}
-
-export interface CreateMultipartResponse {
-  uploadId: string;
-  key: string;
-  /** Ours: the family's limit, as presign answers it. */
-  max_bytes: number;
-  /** Ours, with a declared size: every part but the last has exactly this size, the last the rest. */
-  part_size?: number;
-  /** Ours, with a declared size: how many parts the plan has. */
-  part_count?: number;
-}
-
-export interface SignedPart {
-  url: string;
-  /** Seconds the URL is valid for (Companion's field). */
-  expires: number;
-}
-
-/** One part as Companion lists it (S3's ListParts names). */
-export interface ListedPart {
-  PartNumber: number;
-  Size: number;
-  ETag: string;
-}
-
-export interface CompleteMultipartResponse {
-  /** Where the upload's state is read (relative): the status endpoint of its key. */
-  location: string;
-  key: string;
-}
+/** The wire shapes of Companion's S3 routes are the contract's (src/contract/multipart.ts). */
+export type { CompleteMultipartResponse, CreateMultipartRequest, CreateMultipartResponse, ListedPart, SignedPart };
 
 /** The fixed part plan of a declared size: parts of `partSize` bytes, the last one the rest. */
 export interface PartPlan {
@@ -119,15 +86,18 @@ type UploadRecord = UploadsTable;
  */
 export class MultipartUploads {
   private readonly lifetimeSeconds: number;
+  /** Counts creates, refusals and expiries (src/domain/telemetry.ts). */
+  private readonly telemetry: Telemetry;
 
   constructor(
     private readonly db: Db,
     private readonly store: ObjectStore,
     private readonly urlTtlSeconds: number,
     private readonly quota: UploadQuota | null = null,
-    options: { lifetimeSeconds?: number } = {},
+    options: { lifetimeSeconds?: number; telemetry?: Telemetry } = {},
   ) {
     this.lifetimeSeconds = options.lifetimeSeconds ?? MULTIPART_LIFETIME_SECONDS;
+    this.telemetry = options.telemetry ?? NO_TELEMETRY;
   }
 
   async create(userId: string, request: CreateMultipartRequest): Promise<CreateMultipartResponse> {
@@ -182,6 +152,7 @@ export class MultipartUploads {
         throw err;
       }
       committed = true;
+      this.telemetry.presignIssued(media.family, 'multipart');
       const response: CreateMultipartResponse = { uploadId, key, max_bytes: maxBytes };
       if (size !== null) {
         const plan = partPlan(size);
@@ -287,7 +258,7 @@ export class MultipartUploads {
   /** Aborts the upload: the store drops its parts, and the record is rejected ("aborted"), freeing its quota. */
   async abort(userId: string, key: string, uploadId: string): Promise<void> {
     const record = await this.findUpload(userId, key, uploadId);
-    if (record.state === 'rejected') return; // already aborted or refused: nothing left to drop
+    if (record.state === 'rejected' || record.state === 'expired') return; // already aborted, refused or expired: nothing left to drop
     if (record.state !== 'pending') throw multipartNotFound(); // completed: S3 says NoSuchUpload too
     await this.store.abortMultipart(key, uploadId);
     await this.reject(record, null, 'the multipart upload was aborted');
@@ -300,6 +271,7 @@ export class MultipartUploads {
    */
   async abortExpired(userId: string, now = new Date()): Promise<number> {
     const aborted = await abortExpiredUploads(this.db, this.store, { userId, now, limit: EXPIRED_PER_CREATE });
+    for (const upload of aborted.aborted) this.telemetry.uploadSettled('expired', uploadKeyFamily(upload.key));
     return aborted.aborted.length;
   }
 
@@ -367,6 +339,7 @@ export class MultipartUploads {
   private async refuse(record: UploadRecord, uploadId: string, total: number, reason: string): Promise<never> {
     await this.store.abortMultipart(record.s3_key, uploadId);
     await this.reject(record, total, reason);
+    this.telemetry.uploadSettled('rejected', lookupMediaType(record.content_type)?.family ?? uploadKeyFamily(record.s3_key));
     throw validationError(`Upload refused: ${reason}; the multipart upload was aborted`);
   }
 
@@ -394,9 +367,8 @@ export interface ExpiredUpload {
  * migration 010), at most `limit` read, oldest expiry first. Returns the ones this call aborted,
  * and `full` when the read found `limit` rows (there may be more).
  *
- * Each upload is first claimed, then aborted: the conditional UPDATE turns the record
- * `rejected` with MULTIPART_EXPIRED_REASON (answered as `expired`) only while it is still
- * `pending`, and only the caller whose UPDATE changed the row drops the store's parts.
+ * Each upload is first claimed, then aborted: the conditional UPDATE stores the record
+ * `expired` (with `expired_at`) only while it is still `pending`, and only the caller whose UPDATE changed the row drops the store's parts.
  * So several sweepers (and creates) at once abort each upload once, and a crash between
  * the two steps leaves a record that is already closed (no client can sign, list or
  * complete it any more; its quota reservation is free) with parts nobody can use: the
@@ -423,7 +395,7 @@ export async function abortExpiredUploads(
   for (const row of expired) {
     const claim = await db
       .updateTable('uploads')
-      .set({ state: 'rejected', reason: MULTIPART_EXPIRED_REASON, verified_at: now })
+      .set({ state: 'expired', expired_at: now })
       .where('s3_key', '=', row.s3_key)
       .where('state', '=', 'pending')
       .where('multipart_upload_id', '=', row.multipart_upload_id!)
@@ -442,6 +414,14 @@ export async function abortExpiredUploads(
 }
 
 const multipartNotFound = () => notFound('Multipart upload not found');
+
+const FAMILY_BY_EXTENSION = new Map(ALLOWED_CONTENT_TYPES.map((t) => [lookupMediaType(t)!.extension, lookupMediaType(t)!.family]));
+
+/** The media family of an upload known only by its key (its extension), for the metrics' family label. */
+export function uploadKeyFamily(key: string): MediaFamily {
+  const extension = parseUploadKey(key)?.extension;
+  return (extension !== undefined ? FAMILY_BY_EXTENSION.get(extension) : undefined) ?? 'image';
+}
 
 /** The store's refusals in the envelope: a missing upload is the one 404, the rest 400 naming S3's code. */
 function mapMultipartError(err: unknown): ApiError {

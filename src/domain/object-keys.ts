@@ -67,3 +67,27 @@ export function generationReferenceCopyKey(userId: string, generationId: string,
 export function generationStagingKey(userId: string, generationId: string, runId: string): string {
   return `${generationRunPrefix(userId, generationId, runId)}output.mp4`;
 }
+
+/** What an object in the store is, by its key alone: the reconciliation's first question. */
+export type KeyRole =
+  | { role: 'upload'; userId: string }
+  | { role: 'video'; userId: string; generationId: string }
+  | { role: 'run'; userId: string; generationId: string }
+  | { role: 'unknown' };
+
+const VIDEO_KEY = new RegExp(`^users/([A-Za-z0-9_-]{1,64})/generations/(${idPattern('gen')})\\.mp4$`);
+const RUN_KEY = new RegExp(`^users/([A-Za-z0-9_-]{1,64})/generations/(${idPattern('gen')})/run-[A-Za-z0-9_-]{1,64}/[^/]+$`);
+
+/** The role of a key in the layout above; `unknown` for anything Keyframe never writes. */
+export function keyRole(key: string): KeyRole {
+  const upload = parseUploadKey(key);
+  if (upload) return { role: 'upload', userId: upload.userId };
+  const video = VIDEO_KEY.exec(key);
+  if (video) return { role: 'video', userId: video[1]!, generationId: video[2]! };
+  const run = RUN_KEY.exec(key);
+  if (run) return { role: 'run', userId: run[1]!, generationId: run[2]! };
+  return { role: 'unknown' };
+}
+
+/** The prefix every object Keyframe writes lives under. */
+export const KEY_ROOT = 'users/';

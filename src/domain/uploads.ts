@@ -1,3 +1,4 @@
+import type { PresignRequest, PresignResponse } from '../contract/uploads.js';
 import { BatchedInsert } from '../db/batched-insert.js';
 import type { Insertable } from 'kysely';
 import type { Db } from '../db/database.js';
@@ -6,23 +7,11 @@ import type { ObjectStore } from '../storage/object-store.js';
 import { ApiError, validationError } from './errors.js';
 import { ALLOWED_CONTENT_TYPES, lookupMediaType, MAX_BYTES, type MediaType } from './media-types.js';
 import { newUploadKey, parseUploadKey } from './object-keys.js';
+import { NO_TELEMETRY, type PresignVia, type Telemetry } from './telemetry.js';
 import type { UploadQuota } from './usage/upload-quota.js';
 
-export interface PresignRequest {
-  kind: string;
-  contentType: string;
-  fileName?: string;
-  /** Ours: exact size in bytes, signed into the URL where the store supports it. */
-  contentLength?: number;
-}
-
-/** Prism's response to a presign, field for field. */
-export interface PresignResponse {
-  s3_key: string;
-  upload_url: string;
-  content_type: string;
-  max_bytes: number;
-}
+/** The wire shapes of a presign are the contract's (src/contract/uploads.ts). */
+export type { PresignRequest, PresignResponse };
 
 export interface ArrivedObject {
   key: string;
@@ -87,6 +76,8 @@ export function pendingUploadRecord(upload: {
 export class Uploads {
   /** Upload records of concurrent presigns share one transaction; each presign answers after its own commit. */
   private readonly records: BatchedInsert<'uploads'>;
+  /** Counts issued upload URLs (src/domain/telemetry.ts). */
+  private readonly telemetry: Telemetry;
 
   constructor(
     private readonly db: Db,
@@ -94,11 +85,14 @@ export class Uploads {
     private readonly urlTtlSeconds: number,
     /** Pending-uploads and stored-bytes quotas (src/domain/usage/upload-quota.ts); none when absent. */
     private readonly quota: UploadQuota | null = null,
+    options: { telemetry?: Telemetry } = {},
   ) {
     this.records = new BatchedInsert(db, 'uploads');
+    this.telemetry = options.telemetry ?? NO_TELEMETRY;
   }
 
-  async presign(userId: string, request: PresignRequest): Promise<PresignResponse> {
+  /** `via`: the route that asked, for the metrics only (`params`: Uppy's `/api/s3/params`). */
+  async presign(userId: string, request: PresignRequest, via: Exclude<PresignVia, 'multipart'> = 'presign'): Promise<PresignResponse> {
     if (request.kind !== 'upload') throw validationError('kind must be "upload"');
     const media = uploadMediaType(request.contentType, 'contentType');
     checkFileName(request.fileName, 'fileName');
@@ -114,6 +108,7 @@ export class Uploads {
     try {
       const response = await this.presignAndRecord(userId, media, maxBytes, contentLength, request.fileName ?? null);
       if (ledger !== null) quota!.settle(ledger, reservation, true);
+      this.telemetry.presignIssued(media.family, via);
       return response;
     } catch (err) {
       if (ledger !== null) quota!.settle(ledger, reservation, false);

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileTypeFromBuffer } from 'file-type';
+import type { MediaInfo, UploadState, UploadStatusResponse } from '../contract/uploads.js';
 import type { Db } from '../db/database.js';
 import type { UploadsTable } from '../db/schema.js';
 import { copyVerifiedToFile } from '../storage/local-copy.js';
@@ -14,49 +15,33 @@ import { ProbeFailure, type MediaProbe, type ProbeResult } from './media-probe.j
 import { lookupMediaType, MEDIA_LIMITS, normaliseContentType, type MediaFamily, type MediaType } from './media-types.js';
 import { MULTIPART_EXPIRED_REASON } from './multipart-uploads.js';
 import { parseUploadKey } from './object-keys.js';
+import { NO_TELEMETRY, type Telemetry } from './telemetry.js';
 import { findTruncation } from './truncation.js';
+import { deleteAfter } from './lifecycle/delete-after.js';
+import type { RetentionPolicy } from './lifecycle/policy.js';
 
 /**
- * Where an upload stands. `expired` is never stored: it is a pending upload whose
- * URL has expired with no object behind it, worked out when asked, because on S3 a
- * PUT that began before the expiry may still complete after it. `uploading` is not
- * stored either: it is a pending multipart upload (src/domain/multipart-uploads.ts)
- * within its lifetime, whose object exists only once the server completes it.
+ * Where an upload stands. A pending upload whose URL has expired with no object behind
+ * it is answered `expired` at once, but stored so only by the cleanup job once a grace
+ * has passed (docs/lifecycle.md), because on S3 a PUT that began before the expiry may
+ * still complete after it. `uploading` is not stored: it is a pending multipart upload
+ * (src/domain/multipart-uploads.ts) within its lifetime, whose object exists only once
+ * the server completes it. A `deleting` record is answered `deleted`.
  */
-export type UploadState = 'pending' | 'uploading' | 'uploaded' | 'verified' | 'rejected' | 'expired';
+export type { UploadState, MediaInfo };
 
-/** What every consumer of an upload (generations, the status endpoint) learns about it. */
-export interface UploadStatus {
-  s3_key: string;
-  state: UploadState;
-  /** The content type declared at presign time. */
-  content_type: string;
+/**
+ * What every consumer of an upload (generations, the status endpoint) learns about it: the
+ * status endpoint's body (src/contract/uploads.ts), which answers only the contract's fields,
+ * and what the server alone needs.
+ */
+export type UploadStatus = UploadStatusResponse & {
   family: MediaFamily;
-  /** Bytes stored, once known. */
-  size: number | null;
-  max_bytes: number;
-  /** Why the upload was rejected; only when `state` is `rejected`. */
-  reason?: string;
-  /** MIME type the first bytes were recognised as, once checked. */
-  sniffed_type: string | null;
   /** Hex SHA-256 of the bytes, where the store knows it. */
   sha256: string | null;
   /** ETag of the object as verified: a consumer compares it to notice a replaced object. */
   etag: string | null;
-  /** What the media decodes to, as verification probed it; null until verified. */
-  media: MediaInfo | null;
-}
-
-/** Media metadata learnt at verification (names as the status endpoint answers them). */
-export interface MediaInfo {
-  /** Pixels of an image or of the first video stream; null for audio. */
-  width: number | null;
-  height: number | null;
-  /** Seconds of video or audio; null for images. */
-  duration_seconds: number | null;
-  video_codec: string | null;
-  audio_codec: string | null;
-}
+};
 
 /** Where the Verifier keeps its private copies, and what probes them. */
 export interface VerifierOptions {
@@ -65,6 +50,8 @@ export interface VerifierOptions {
   probe: MediaProbe;
   /** Probes (and copies) at once; more wait their turn. Default: the machine's parallelism, at least 2. */
   maxConcurrentProbes?: number;
+  /** The retention policy, which the status answers as `delete_after` (docs/lifecycle.md); none: always null. */
+  retention?: RetentionPolicy;
 }
 
 /**
@@ -104,15 +91,20 @@ export class Verifier {
   private readonly probe: MediaProbe;
   private scratchReady: Promise<void> | null = null;
   private readonly probeSlots: Semaphore;
+  private readonly retention: RetentionPolicy | null;
+  /** Counts verdicts, their time and the bytes verified (src/domain/telemetry.ts). */
+  private readonly telemetry: Telemetry;
 
   constructor(
     private readonly db: Db,
     private readonly store: ObjectStore,
-    options: VerifierOptions,
+    options: VerifierOptions & { telemetry?: Telemetry },
   ) {
+    this.telemetry = options.telemetry ?? NO_TELEMETRY;
     this.scratchDir = options.scratchDir;
     this.probe = options.probe;
     this.probeSlots = new Semaphore(options.maxConcurrentProbes ?? Math.max(2, os.availableParallelism()));
+    this.retention = options.retention ?? null;
   }
 
   /** Status of the caller's upload, verifying it on the way when its object has arrived; null when the key is missing or belongs to another user (indistinguishable). */
@@ -125,17 +117,27 @@ export class Verifier {
       .where('user_id', '=', userId)
       .executeTakeFirst();
     if (!record) return null;
-    // A multipart upload aborted at the end of its lifetime is what it was before: expired.
-    if (record.state === 'rejected' && record.multipart_upload_id !== null && record.reason === MULTIPART_EXPIRED_REASON) {
-      return toStatus(record, 'expired');
+    const status = await this.currentStatus(record);
+    if (status !== null && this.retention !== null && (status.state === 'uploaded' || status.state === 'verified')) {
+      // Just verified: retained as verified; answered `uploaded` while still pending (inconclusive): not yet.
+      const state = status.state === 'verified' ? 'verified' : record.state;
+      status.delete_after = await deleteAfter(this.db, this.retention, { ...record, state });
     }
-    if (record.state === 'verified' || record.state === 'rejected') return toStatus(record);
+    return status;
+  }
+
+  /** Where the record stands, verifying its object when it has arrived (`delete_after` left null). */
+  private async currentStatus(record: UploadRecord): Promise<UploadStatus | null> {
+    // Verdicts and the lifecycle's states (expired, deleting, deleted) are answered from the record alone.
+    if (record.state !== 'pending' && record.state !== 'uploaded') return toStatus(record);
     // A multipart upload has no object until the server completes it (and then it is `uploaded`).
     if (record.state === 'pending' && record.multipart_upload_id !== null) {
       return toStatus(record, new Date() >= new Date(record.expires_at) ? 'expired' : 'uploading');
     }
 
+    const started = performance.now();
     const verdict = await this.judge(record);
+    const seconds = (performance.now() - started) / 1000;
     switch (verdict.outcome) {
       case 'missing':
         return toStatus({ ...record, size: null, sha256: null }, new Date() >= new Date(record.expires_at) ? 'expired' : 'pending');
@@ -144,7 +146,7 @@ export class Verifier {
       case 'rejected':
         // Deleted before it is recorded: if recording fails, the next call finds no object and says pending.
         await this.store.delete(record.s3_key);
-        return this.record(record, { state: 'rejected', reason: verdict.reason, size: verdict.size, sniffed_type: verdict.sniffedType, sha256: null, ...mediaColumns(null) });
+        return this.record(record, { state: 'rejected', reason: verdict.reason, size: verdict.size, sniffed_type: verdict.sniffedType, sha256: null, ...mediaColumns(null) }, seconds);
       case 'verified':
         return this.record(record, {
           state: 'verified',
@@ -155,7 +157,7 @@ export class Verifier {
           etag: verdict.etag,
           uploaded_at: record.uploaded_at ?? new Date().toISOString(),
           ...mediaColumns(verdict.media),
-        });
+        }, seconds);
     }
   }
 
@@ -322,7 +324,7 @@ export class Verifier {
    * the same URL resets it to `uploaded`): then the newer record is answered and
    * judged on a later call, never overwritten with a verdict on older bytes.
    */
-  private async record(before: UploadRecord, changes: Partial<UploadRecord>): Promise<UploadStatus | null> {
+  private async record(before: UploadRecord, changes: Partial<UploadRecord>, seconds: number): Promise<UploadStatus | null> {
     const now = new Date().toISOString();
     const result = await this.db
       .updateTable('uploads')
@@ -331,13 +333,37 @@ export class Verifier {
       .where('state', '=', before.state)
       .where('uploaded_at', before.uploaded_at === null ? 'is' : '=', before.uploaded_at)
       .executeTakeFirst();
-    if (result.numUpdatedRows === 1n) return toStatus({ ...before, ...changes, verified_at: now });
+    if (result.numUpdatedRows === 1n) {
+      // Counted once, by the call whose verdict was recorded: a verdict on bytes replaced since is not one.
+      this.countVerdict(before, changes, seconds);
+      return toStatus({ ...before, ...changes, verified_at: now });
+    }
     const current = await this.db.selectFrom('uploads').selectAll().where('s3_key', '=', before.s3_key).executeTakeFirst();
     return current ? toStatus(current) : null;
   }
+
+  private countVerdict(before: UploadRecord, changes: Partial<UploadRecord>, seconds: number): void {
+    const state = changes.state;
+    if (state !== 'verified' && state !== 'rejected') return;
+    const family = familyOf(before.content_type);
+    this.telemetry.verificationFinished(state, seconds);
+    this.telemetry.uploadSettled(state, family);
+    if (state === 'verified') this.telemetry.bytesIngested(Number(changes.size ?? 0), family);
+  }
 }
 
-function toStatus(record: UploadRecord, state: UploadState = record.state): UploadStatus {
+/**
+ * The state a record is answered as: a `deleting` one is already `deleted` (its object may be
+ * gone); a multipart upload stored `rejected` with MULTIPART_EXPIRED_REASON (before migration
+ * 011 stored `expired`) is what it was: expired.
+ */
+function answeredState(record: UploadRecord): UploadState {
+  if (record.state === 'deleting') return 'deleted';
+  if (record.state === 'rejected' && record.multipart_upload_id !== null && record.reason === MULTIPART_EXPIRED_REASON) return 'expired';
+  return record.state;
+}
+
+function toStatus(record: UploadRecord, state: UploadState = answeredState(record)): UploadStatus {
   const status: UploadStatus = {
     s3_key: record.s3_key,
     state,
@@ -349,6 +375,8 @@ function toStatus(record: UploadRecord, state: UploadState = record.state): Uplo
     sha256: record.sha256,
     etag: record.etag,
     media: state === 'verified' ? mediaOf(record) : null,
+    expires_at: state === 'pending' || state === 'uploading' ? new Date(record.expires_at).toISOString() : null,
+    delete_after: null,
   };
   if (state === 'rejected' && record.reason !== null) status.reason = record.reason;
   return status;

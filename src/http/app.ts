@@ -1,11 +1,11 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import cors from '@fastify/cors';
-import swagger from '@fastify/swagger';
 import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { LimitsConfig, SurfacesConfig } from '../config.js';
 import type { ApiKeys } from '../domain/api-keys.js';
 import type { Generations } from '../domain/generations/generations.js';
+import type { ModelRegistry } from '../domain/generations/model-registry.js';
 import type { RunnerCallbacks } from '../domain/generations/runner.js';
 import type { MultipartUploads } from '../domain/multipart-uploads.js';
 import type { Uploads } from '../domain/uploads.js';
@@ -15,9 +15,16 @@ import { DiskStore } from '../storage/disk/disk-store.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { clientErrorHandler, frameworkErrorHandler, installErrorHandling } from './errors.js';
 import { methodNotAllowed } from './method-not-allowed.js';
+import { closeUnusedConnectionsOnClose } from './unused-connections.js';
+import { OPERATIONS_DOCS, registerOpenApi } from './openapi.js';
+import { recordRequestMetrics, type RequestMetrics } from './metrics-hooks.js';
+import type { MetricsExposition } from '../metrics/metrics-listener.js';
+import { metricsRoutes } from './routes/metrics.js';
 import { multipartRoutes } from './routes/multipart.js';
 import { objectRoutes } from './routes/objects.js';
 import { generationRoutes } from './routes/generations.js';
+import { consoleRoutes } from './routes/console.js';
+import { modelRoutes } from './routes/models.js';
 import { presignRoutes } from './routes/presign.js';
 import { runnerCallbackRoutes } from './routes/runner-callbacks.js';
 import { uploadStatusRoutes } from './routes/upload-status.js';
@@ -32,6 +39,8 @@ export interface AppDependencies {
   uploadUrlTtlSeconds: number;
   verifier: Verifier;
   generations: Generations;
+  /** The model registry, answered by GET /api/models (src/http/routes/models.ts). */
+  models: ModelRegistry;
   /** Completion callbacks of model workers (runner `http`). */
   runnerCallbacks: RunnerCallbacks;
   store: ObjectStore;
@@ -50,6 +59,8 @@ export interface AppDependencies {
   limitsRedis?: LimitsRedis | null;
   /** The console, the API reference and the metrics endpoint: on or off, and the metrics token. */
   surfaces: SurfacesConfig;
+  /** The process's metrics (src/metrics/prometheus.ts): every request is counted, and GET /metrics serves them with the token. */
+  metrics?: (RequestMetrics & MetricsExposition) | null;
 }
 
 /** JSON bodies of the API are small; anything larger is refused before parsing. */
@@ -73,6 +84,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
 
   app.decorateRequest('principal', null);
   installErrorHandling(app);
+  closeUnusedConnectionsOnClose(app);
+  if (deps.metrics) recordRequestMetrics(app, deps.metrics);
 
   if (deps.corsOrigins.length > 0) {
     await app.register(cors, {
@@ -85,12 +98,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     });
   }
 
-  await app.register(swagger, {
-    openapi: {
-      info: { title: 'Keyframe', description: "Prism's Upload Reference API, self-hosted", version: '0.1.0' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
-    },
-  });
+  await registerOpenApi(app, { docs: deps.surfaces.docs });
 
   // No global limit: only routes that set `config.rateLimit` are limited (the presign route, per user).
   // The store is the plugin's in-memory one, or in a cluster its Redis store: one counter per user
@@ -126,16 +134,19 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(generationRoutes, { apiKeys: deps.apiKeys, generations: deps.generations });
   methodNotAllowed(app, '/api/generations', ['POST']);
   methodNotAllowed(app, '/api/generations/:id', ['GET']);
+  await app.register(modelRoutes, { apiKeys: deps.apiKeys, models: deps.models });
+  methodNotAllowed(app, '/api/models', ['GET']);
+  if (deps.surfaces.console) await app.register(consoleRoutes, { store: deps.store });
   await app.register(runnerCallbackRoutes, { callbacks: deps.runnerCallbacks });
 
   if (deps.store instanceof DiskStore) {
     await app.register(objectRoutes, { store: deps.store, uploads: deps.uploads });
   }
 
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  if (deps.metrics) await app.register(metricsRoutes, { metrics: deps.metrics, token: deps.surfaces.metricsToken });
   // Liveness: the process answers. Readiness: its dependencies answer too (docs/api.md).
-  app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
-  app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {
+  app.get('/healthz', { config: OPERATIONS_DOCS.healthz }, async () => ({ ok: true }));
+  app.get('/readyz', { config: OPERATIONS_DOCS.readyz }, async (_request, reply) => {
     const { ok, checks } = (await deps.readiness?.()) ?? { ok: true, checks: {} };
     reply.header('cache-control', 'no-store');
     if (ok) return { ok: true, checks };

@@ -14,9 +14,22 @@ import { openApiRunnerCallbacks, openGenerationBasics, openGenerationService, ty
 import { buildApp } from '../http/app.js';
 import { FfprobeMediaProbe } from '../media/ffprobe.js';
 import type { JobProducer } from '../queue/job-queue.js';
+import type { PrometheusMetrics } from '../metrics/prometheus.js';
 import { openLimitsRedis, RedisUploadGrants } from '../redis/upload-grants.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import { createLogger, hostForUrl, openDatabaseFor, openFoundation, openJobProducer, readinessChecks, type Foundation } from './shared.js';
+import { retentionPolicyOf } from '../domain/lifecycle/policy.js';
+import {
+  createLogger,
+  hostForUrl,
+  openDatabaseFor,
+  openFoundation,
+  openJobProducer,
+  openMetrics,
+  openMetricsListener,
+  readinessChecks,
+  type Foundation,
+} from './shared.js';
+import type { MetricsListener } from '../metrics/metrics-listener.js';
 
 /** A process serving HTTP: the `api` role, or the embedded `all` (src/start/embedded.ts). */
 export interface RunningServer {
@@ -46,10 +59,13 @@ export async function buildApiApp(
   basics: GenerationBasics,
   producer: JobProducer,
   runnerCallbacks: RunnerCallbacks,
+  /** The process's metrics (src/start/shared.ts `openMetrics`); none: nothing is counted and there is no /metrics. */
+  metrics: PrometheusMetrics | null = null,
 ): Promise<FastifyInstance> {
+  const telemetry = metrics ?? undefined;
   const { db, store } = foundation;
   // Each reference is probed on a private copy (<dataDir>/tmp/verify, 0700), never through a URL.
-  const verifier = new Verifier(db, store, { scratchDir: path.join(config.dataDir, 'tmp', 'verify'), probe: new FfprobeMediaProbe() });
+  const verifier = new Verifier(db, store, { scratchDir: path.join(config.dataDir, 'tmp', 'verify'), probe: new FfprobeMediaProbe(), telemetry, retention: retentionPolicyOf(config) });
   // In a cluster the presign limits count in Redis, on a connection that fails fast (see openLimitsRedis).
   const limitsRedis =
     foundation.redis && (await openLimitsRedis(foundation.redis, (err) => log.warn({ err }, 'redis connection error (presign limits)')));
@@ -64,17 +80,19 @@ export async function buildApiApp(
   });
   return buildApp({
     apiKeys: new ApiKeys(db),
-    uploads: new Uploads(db, store, config.uploadUrlTtlSeconds, quota),
-    multipart: new MultipartUploads(db, store, config.uploadUrlTtlSeconds, quota),
+    uploads: new Uploads(db, store, config.uploadUrlTtlSeconds, quota, { telemetry }),
+    multipart: new MultipartUploads(db, store, config.uploadUrlTtlSeconds, quota, { telemetry }),
     uploadUrlTtlSeconds: config.uploadUrlTtlSeconds,
     limits: config.limits,
     limitsRedis,
     verifier,
     generations: openGenerationService(config, db, store, verifier, basics, producer),
+    models: basics.registry,
     runnerCallbacks,
     store,
     corsOrigins: config.corsOrigins,
     surfaces: config.surfaces,
+    metrics,
     loggerInstance: log,
     readiness: readinessChecks(foundation, log),
   });
@@ -90,13 +108,17 @@ export async function startApi(config: Config, log: FastifyBaseLogger = createLo
   let foundation: Foundation | null = null;
   let app: FastifyInstance | null = null;
   let producer: JobProducer | null = null;
+  let metricsListener: MetricsListener | null = null;
   try {
     const { port, url, publicUrl } = await apiAddress(config);
     foundation = await openFoundation(config, db, publicUrl, log);
     const basics = openGenerationBasics(config);
     producer = openJobProducer(config, foundation, log);
-    app = await buildApiApp(config, foundation, log, basics, producer, openApiRunnerCallbacks(config, db, log));
+    const metrics = openMetrics(db, log);
+    app = await buildApiApp(config, foundation, log, basics, producer, openApiRunnerCallbacks(config, db, log), metrics);
     await app.listen({ host: config.host, port });
+    metricsListener = await openMetricsListener(config, metrics, log);
+    const scrapes = metricsListener;
     const running = app;
     const enqueuer = producer;
     const opened = foundation;
@@ -109,6 +131,7 @@ export async function startApi(config: Config, log: FastifyBaseLogger = createLo
       log,
       close: () =>
         (closing ??= (async () => {
+          await scrapes?.close();
           // Stops accepting and waits for the requests in flight (bounded by the shutdown timeout).
           await running.close();
           await enqueuer.close();
@@ -116,6 +139,7 @@ export async function startApi(config: Config, log: FastifyBaseLogger = createLo
         })()),
     };
   } catch (err) {
+    await metricsListener?.close();
     await app?.close();
     await producer?.close();
     await (foundation ? foundation.close() : db.destroy());

@@ -3,7 +3,18 @@ import type { Config } from '../config.js';
 import type { JobQueue } from '../queue/job-queue.js';
 import { openGenerationBasics, openGenerationWorker, type GenerationWorkerNode } from '../generation-pipeline.js';
 import { apiAddress, buildApiApp, type RunningServer } from './api.js';
-import { consumerOf, createLogger, openDatabaseFor, openFoundation, openJobQueue, producerOf, type Foundation } from './shared.js';
+import type { MetricsListener } from '../metrics/metrics-listener.js';
+import {
+  consumerOf,
+  createLogger,
+  openDatabaseFor,
+  openFoundation,
+  openJobQueue,
+  openMetrics,
+  openMetricsListener,
+  producerOf,
+  type Foundation,
+} from './shared.js';
 
 /**
  * Composition root of the embedded role (`all`, what `keyframe serve` runs by default): the HTTP
@@ -15,16 +26,20 @@ export async function startEmbedded(config: Config, log: FastifyBaseLogger = cre
   let app: FastifyInstance | null = null;
   let worker: GenerationWorkerNode | null = null;
   let queue: JobQueue | null = null;
+  let metricsListener: MetricsListener | null = null;
   try {
     const { port, url, publicUrl } = await apiAddress(config);
     foundation = await openFoundation(config, db, publicUrl, log);
     const basics = openGenerationBasics(config);
     queue = openJobQueue(config, foundation, log);
-    worker = openGenerationWorker(config, db, foundation.store, basics, consumerOf(queue), publicUrl, log);
-    app = await buildApiApp(config, foundation, log, basics, producerOf(queue), worker.runnerCallbacks);
+    const metrics = openMetrics(db, log);
+    worker = openGenerationWorker(config, db, foundation.store, basics, consumerOf(queue), publicUrl, log, metrics);
+    app = await buildApiApp(config, foundation, log, basics, producerOf(queue), worker.runnerCallbacks, metrics);
     await app.listen({ host: config.host, port });
+    metricsListener = await openMetricsListener(config, metrics, log);
     // Jobs start only now: model workers (runner http) call this server back.
     await worker.start();
+    const scrapes = metricsListener;
     const running = app;
     const jobs = worker;
     const jobQueue = queue;
@@ -38,6 +53,7 @@ export async function startEmbedded(config: Config, log: FastifyBaseLogger = cre
       log,
       close: () =>
         (closing ??= (async () => {
+          await scrapes?.close();
           // Stop claiming and hand the running jobs back first, then drain the HTTP requests in flight.
           await jobs.stop();
           await running.close();
@@ -46,6 +62,7 @@ export async function startEmbedded(config: Config, log: FastifyBaseLogger = cre
         })()),
     };
   } catch (err) {
+    await metricsListener?.close();
     await worker?.stop().catch(() => {});
     await app?.close();
     await queue?.close().catch(() => {});

@@ -4,7 +4,10 @@ import { pino } from 'pino';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../config.js';
 import { databaseTargetOf, openDatabase, type Db } from '../db/database.js';
+import { queueDepth } from '../domain/generations/queue-depth.js';
 import { loggerOptions } from '../http/logging.js';
+import { startMetricsListener, type MetricsListener } from '../metrics/metrics-listener.js';
+import { PrometheusMetrics } from '../metrics/prometheus.js';
 import { BullmqQueue } from '../queue/bullmq-queue.js';
 import { InProcessQueue } from '../queue/in-process-queue.js';
 import { openRedis, type RedisHandle } from '../redis/connection.js';
@@ -134,6 +137,30 @@ export function producerOf(queue: JobProducer): JobProducer {
 /** Only the consuming side of a queue. */
 export function consumerOf(queue: JobConsumer): JobConsumer {
   return { start: (handler) => queue.start(handler), stop: () => queue.stop() };
+}
+
+/**
+ * The process's one metrics registry (src/metrics/prometheus.ts), made here and handed down to
+ * the domain services (as their Telemetry), the HTTP app and the metrics listener. The queue
+ * depth gauge is read from `db` at each scrape.
+ */
+export function openMetrics(db: Db, log: FastifyBaseLogger): PrometheusMetrics {
+  return new PrometheusMetrics({
+    queueDepth: () => queueDepth(db),
+    onCollectError: (err) => log.warn({ err }, 'metrics: the queue depth could not be read'),
+  });
+}
+
+/**
+ * The metrics listener of `KEYFRAME_METRICS_LISTEN` (GET /metrics, no token), in every role;
+ * null when the setting is absent. The role closes it first at shutdown.
+ */
+export async function openMetricsListener(config: Pick<Config, 'surfaces'>, metrics: PrometheusMetrics, log: FastifyBaseLogger): Promise<MetricsListener | null> {
+  const address = config.surfaces.metricsListen;
+  if (address === null) return null;
+  const listener = await startMetricsListener(metrics, address, (err) => log.warn({ err }, 'metrics listener error'));
+  log.info({ url: `${listener.url}/metrics` }, 'metrics listener started');
+  return listener;
 }
 
 /** One readiness check's outcome, as /readyz reports it. */

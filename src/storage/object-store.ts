@@ -46,6 +46,22 @@ export interface ObjectStore extends MultipartStore {
 
   /** Removes the object; no error when it is already gone. */
   delete(key: string): Promise<void>;
+
+  /**
+   * Every object whose key starts with `prefix`, each once, a page at a time as the
+   * store answers them (no order promised). What it lists is what `head` finds:
+   * the disk store leaves out a key whose delete a crash interrupted. For the
+   * reconciliation of store and records (src/domain/lifecycle/reconcile.ts).
+   */
+  list(prefix: string): AsyncIterable<ListedObject>;
+}
+
+/** One object as a listing names it. */
+export interface ListedObject {
+  key: string;
+  size: number;
+  /** When the store last wrote it: how old an orphan is. */
+  lastModified: Date;
 }
 
 export interface PresignPutInput {

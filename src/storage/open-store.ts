@@ -12,11 +12,14 @@ import { S3Store } from './s3/s3-store.js';
  * The object store the config names, ready to use. For S3 that means the
  * bucket is reachable (created when allowed) and carries the CORS rule when
  * asked; otherwise this throws a BucketUnavailableError and start-up stops.
+ * `bootstrap: false` (an admin command that must change nothing but what it
+ * says, such as `keyframe gc --dry-run`) leaves the bucket's settings alone.
  */
-export async function openStore(config: Config, publicUrl: string): Promise<ObjectStore> {
+export async function openStore(config: Config, publicUrl: string, options: { bootstrap?: boolean } = {}): Promise<ObjectStore> {
   if (config.storage === 's3') {
     if (config.s3 === null) throw new Error('KEYFRAME_STORAGE=s3 without S3 settings');
     const store = new S3Store(config.s3);
+    if (options.bootstrap === false) return store;
     try {
       await bootstrapBucket(store.client, {
         bucket: config.s3.bucket,

@@ -10,6 +10,7 @@ import type { WebhookDispatch } from '../domain/generations/webhooks.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import type { SendOutcome, WebhookSender } from './webhook-sender.js';
 import { CoalescingPump } from '../coalescing-pump.js';
+import { NO_TELEMETRY, type Telemetry } from '../domain/telemetry.js';
 
 /** The channel `queued()` NOTIFYs on PostgreSQL; every dispatcher LISTENs to it through the database's change feed. */
 export const WEBHOOKS_CHANNEL = 'keyframe_webhooks';
@@ -75,13 +76,16 @@ export class WebhookDispatcher implements WebhookDispatch {
   private poller: NodeJS.Timeout | null = null;
   private unlisten: (() => void) | null = null;
   private stopping: Promise<void> | null = null;
+  /** Counts attempts by outcome (src/domain/telemetry.ts). */
+  private readonly telemetry: Telemetry;
 
   constructor(
     private readonly db: Db,
     private readonly store: ObjectStore,
     private readonly sender: WebhookSender,
-    private readonly options: WebhookDispatcherOptions,
+    private readonly options: WebhookDispatcherOptions & { telemetry?: Telemetry },
   ) {
+    this.telemetry = options.telemetry ?? NO_TELEMETRY;
     this.maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
     this.firstRetryMs = options.firstRetryMs ?? DEFAULT_FIRST_RETRY_MS;
     this.concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
@@ -236,13 +240,14 @@ export class WebhookDispatcher implements WebhookDispatch {
         ? { state: 'failed' as const, last_error: failure }
         : { last_error: failure, next_attempt_at: iso(now + this.firstRetryMs * 2 ** (attempts - 1)) };
     // Only while the claim is ours: a dispatcher that took over a lapsed claim records its own attempt.
-    await this.db
+    const result = await this.db
       .updateTable('webhook_deliveries')
       .set({ ...changes, attempts, worker_id: null, lease_expires_at: null })
       .where('id', '=', delivery.id)
       .where('worker_id', '=', this.workerId)
       .where('state', '=', 'pending')
-      .execute();
+      .executeTakeFirst();
+    if (result.numUpdatedRows === 1n) this.telemetry.webhookAttempt(delivered ? 'delivered' : gaveUp ? 'gave_up' : 'failed');
     if (delivered) return;
     const details = { target: origin, deliveryId: delivery.id, attempt: attempts, failure };
     this.options.log(gaveUp ? 'webhook delivery gave up' : 'webhook delivery failed; will retry', details);

@@ -8,13 +8,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { build } from 'esbuild';
-import { chromium, type BrowserContext } from 'playwright-core';
+import type { BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ffmpegPath } from '../../src/media/binaries.js';
 import { waitForGeneration } from '../helpers/generations.js';
 import { padMp4 } from '../helpers/media-fixtures.js';
 import { rgwForTests, startServerOn } from '../helpers/rgw.js';
 import { QUOTAS_LIFTED, type TestServer } from '../helpers/server.js';
+import { chromiumSkip, launchChromium } from './support/chromium.js';
 
 // Issue 13's acceptance: a page using Uppy with its defaults (multipart above 100 MB) uploads a
 // 150–190 MB MP4 through Keyframe, in headless Chromium, on the disk store and on RGW; the upload
@@ -27,9 +28,6 @@ import { QUOTAS_LIFTED, type TestServer } from '../helpers/server.js';
 // here with esbuild from that package and served, with the page, from 127.0.0.1.
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const CHROMIUM = process.env.KEYFRAME_TEST_CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_INSTALL = 'apt-get install -y chromium';
-const CI = process.env.CI === 'true';
 const MiB = 1024 * 1024;
 /** Between Uppy's 100 MB multipart threshold and the 200 MiB video limit. */
 const FILE_SIZE = 160 * MiB + 12345;
@@ -39,10 +37,7 @@ const SMALL_SIZE = (await stat(SMALL_FIXTURE)).size;
 
 const rgw = await rgwForTests('browser (Uppy) suite');
 
-const chromiumMissing = !existsSync(CHROMIUM);
-if (chromiumMissing && !CI) {
-  console.warn(`\n!!! browser (Uppy) suite: SKIPPED: no Chromium at ${CHROMIUM}.\n!!! Install it with: ${CHROMIUM_INSTALL}\n!!! (under CI=true this suite fails instead)\n`);
-}
+const chromiumSkipped = chromiumSkip('browser (Uppy) suite');
 
 interface UppyVersion {
   major: 5 | 6;
@@ -82,12 +77,11 @@ async function startPageServer(script: string): Promise<{ origin: string; close(
   return { origin: `http://127.0.0.1:${port}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
 }
 
-describe.skipIf(chromiumMissing && !CI)('Uppy in headless Chromium (issue 13)', () => {
+describe.skipIf(chromiumSkipped)('Uppy in headless Chromium (issue 13)', () => {
   let tmp: string;
   let fixture: string;
 
   beforeAll(async () => {
-    if (chromiumMissing) throw new Error(`no Chromium at ${CHROMIUM} (CI=true: the browser suite must run). Install it with: ${CHROMIUM_INSTALL}`);
     tmp = await mkdtemp(path.join(os.tmpdir(), 'keyframe-browser-'));
     fixture = await makeFixture(tmp);
   }, 120_000);
@@ -121,8 +115,8 @@ describe.skipIf(chromiumMissing && !CI)('Uppy in headless Chromium (issue 13)', 
       describe.skipIf(storeKind === 's3' && rgw.skip)('upload', () => {
         let page: { origin: string; close(): Promise<void> };
         let server: TestServer;
+        let browser: Awaited<ReturnType<typeof launchChromium>>;
         let context: BrowserContext;
-        let userDataDir: string;
 
         beforeAll(async () => {
           page = await startPageServer(script);
@@ -131,22 +125,15 @@ describe.skipIf(chromiumMissing && !CI)('Uppy in headless Chromium (issue 13)', 
             KEYFRAME_CORS_ORIGINS: page.origin,
             S3_APPLY_CORS: 'true',
           });
-          userDataDir = await mkdtemp(path.join(os.tmpdir(), 'keyframe-chromium-'));
-          context = await chromium.launchPersistentContext(userDataDir, {
-            executablePath: CHROMIUM,
-            headless: true,
-            args: [
-              '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
-              '--no-first-run', '--disable-component-update', '--disable-sync',
-            ],
-          });
+          // Fails (CI=true) with the install command when there is no Chromium.
+          browser = await launchChromium();
+          context = browser.context;
         }, 120_000);
 
         afterAll(async () => {
-          await context?.close();
+          await browser?.close();
           await server?.stop();
           await page?.close();
-          if (userDataDir) await rm(userDataDir, { recursive: true, force: true });
         }, 120_000);
 
         it(`uploads a ${Math.round(FILE_SIZE / MiB)} MiB MP4 in parts; verified; a generation uses it as sourceVideoKey`, async () => {

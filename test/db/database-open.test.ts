@@ -25,16 +25,16 @@ describe('migrations as a step', () => {
       (e: unknown) => e,
     );
     expect(err).toBeInstanceOf(SchemaBehindError);
-    expect((err as Error).message).toBe('the database schema is behind this version of Keyframe (10 migrations pending): run `keyframe migrate`');
+    expect((err as Error).message).toBe('the database schema is behind this version of Keyframe (11 migrations pending): run `keyframe migrate`');
     // Nothing was created: the check reads the migration table only.
-    const db = await openDatabase(target(), { onMigrated: (names) => expect(names).toHaveLength(10) });
+    const db = await openDatabase(target(), { onMigrated: (names) => expect(names).toHaveLength(11) });
     await db.destroy();
   });
 
   it('migrates once: a second open applies nothing, and one without migrate then opens', async () => {
     let applied: string[] = [];
     await (await openDatabase(target(), { onMigrated: (n) => (applied = n) })).destroy();
-    expect(applied).toEqual(['001_initial', '002_generations', '003_upload_etag', '004_upload_media', '005_usage_indexes', '006_job_leases', '007_webhook_deliveries', '008_runner_callbacks', '009_multipart_uploads', '010_multipart_expiry']);
+    expect(applied).toEqual(['001_initial', '002_generations', '003_upload_etag', '004_upload_media', '005_usage_indexes', '006_job_leases', '007_webhook_deliveries', '008_runner_callbacks', '009_multipart_uploads', '010_multipart_expiry', '011_upload_lifecycle']);
     await (await openDatabase(target(), { onMigrated: (n) => (applied = n) })).destroy();
     expect(applied).toEqual([]);
     const db = await openDatabase(target(), { migrate: false });

@@ -84,10 +84,10 @@ describe.skipIf(TEST_DIALECT !== 'postgres')('PostgreSQL', () => {
       indexes: (await sql<{ n: number }>`select count(*) as n from pg_indexes where schemaname = 'public'`.execute(db)).rows[0]!.n,
     });
     const EXPECTED = {
-      migrations: ['001_initial', '002_generations', '003_upload_etag', '004_upload_media', '005_usage_indexes', '006_job_leases', '007_webhook_deliveries', '008_runner_callbacks', '009_multipart_uploads', '010_multipart_expiry'],
-      tables: ['api_keys', 'generations', 'kysely_migration', 'kysely_migration_lock', 'runner_callbacks', 'uploads', 'users', 'webhook_deliveries'],
-      // 6 primary keys + api_keys.key_hash unique + 2 migration tables' keys + 11 secondary indexes
-      indexes: 21,
+      migrations: ['001_initial', '002_generations', '003_upload_etag', '004_upload_media', '005_usage_indexes', '006_job_leases', '007_webhook_deliveries', '008_runner_callbacks', '009_multipart_uploads', '010_multipart_expiry', '011_upload_lifecycle'],
+      tables: ['api_keys', 'generation_references', 'generations', 'kysely_migration', 'kysely_migration_lock', 'leases', 'runner_callbacks', 'uploads', 'users', 'webhook_deliveries'],
+      // 8 primary keys + api_keys.key_hash unique + 2 migration tables' keys + 17 secondary indexes (6 of them migration 011's)
+      indexes: 29,
     };
 
     it('4 openDatabase at once on a fresh database: all succeed, each migration applied once', async () => {
@@ -108,7 +108,7 @@ describe.skipIf(TEST_DIALECT !== 'postgres')('PostgreSQL', () => {
       const d = await fresh();
       const behind = await keyframe(['users', 'show', 'alice'], d.env);
       expect(behind.code).toBe(1);
-      expect(behind.stderr).toBe('keyframe: the database schema is behind this version of Keyframe (10 migrations pending): run `keyframe migrate`\n');
+      expect(behind.stderr).toBe('keyframe: the database schema is behind this version of Keyframe (11 migrations pending): run `keyframe migrate`\n');
 
       const runs = await Promise.all([1, 2, 3].map(() => keyframe(['migrate'], d.env)));
       for (const r of runs) expect(r.code, r.stderr).toBe(0);

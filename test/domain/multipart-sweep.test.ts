@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { GetBucketLifecycleConfigurationCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MultipartSweep } from '../../src/domain/multipart-sweep.js';
-import { MULTIPART_EXPIRED_REASON, MultipartUploads } from '../../src/domain/multipart-uploads.js';
+import { MultipartUploads } from '../../src/domain/multipart-uploads.js';
 import { readUploadUsage } from '../../src/domain/usage/upload-usage.js';
 import { LIFECYCLE_RULE_ID, lifecycleDays } from '../../src/storage/s3/bucket-bootstrap.js';
 import { CountingStore } from '../helpers/counting-store.js';
@@ -62,7 +62,8 @@ describe.each(['disk', 's3'] as const)('multipart sweep: %s', (storeKind) => {
       expect(result.aborted).toEqual([{ key: expired.key, userId: 'alice', uploadId: expired.uploadId }]);
       expect(await server.store.listParts(expired.key, expired.uploadId)).toBe('missing');
       const record = await server.db.selectFrom('uploads').selectAll().where('s3_key', '=', expired.key).executeTakeFirstOrThrow();
-      expect(record).toMatchObject({ state: 'rejected', reason: MULTIPART_EXPIRED_REASON });
+      // Stored as what it is (migration 011): expired, when; no rejection reason.
+      expect(record).toMatchObject({ state: 'expired', reason: null, expired_at: now.toISOString() });
       expect(await stateOf(expired.key)).toBe('expired');
       // Its max_bytes (no declared size) no longer reserved; the open one's still is.
       expect(before - (await reserved(now))).toBe(Number(record.max_bytes));
@@ -71,7 +72,7 @@ describe.each(['disk', 's3'] as const)('multipart sweep: %s', (storeKind) => {
       expect(await stateOf(open.key)).toBe('uploading');
       // The completed one: its record and its object untouched (rather, as verification left them).
       expect(['uploaded', 'verified', 'rejected']).toContain((await server.db.selectFrom('uploads').select('state').where('s3_key', '=', done.key).executeTakeFirstOrThrow()).state);
-      expect((await server.db.selectFrom('uploads').select('reason').where('s3_key', '=', done.key).executeTakeFirstOrThrow()).reason).not.toBe(MULTIPART_EXPIRED_REASON);
+      expect((await server.db.selectFrom('uploads').select('expired_at').where('s3_key', '=', done.key).executeTakeFirstOrThrow()).expired_at).toBeNull();
 
       // Idempotent: a second run finds nothing more to do.
       expect((await new MultipartSweep(server.db, server.store, { intervalMs: 60_000, now: () => now, lifetimeSeconds: 30 }).runOnce()).aborted).toEqual([]);
@@ -96,7 +97,7 @@ describe.each(['disk', 's3'] as const)('multipart sweep: %s', (storeKind) => {
       stray.uploadId = (await server.store.createMultipart({ key: stray.key, contentType: 'video/mp4' })).uploadId;
       // A crash between the sweep's claim and its abort: a closed record, its parts still there.
       const claimed = await started(short);
-      await server.db.updateTable('uploads').set({ state: 'rejected', reason: MULTIPART_EXPIRED_REASON }).where('s3_key', '=', claimed.key).execute();
+      await server.db.updateTable('uploads').set({ state: 'expired', expired_at: new Date().toISOString() }).where('s3_key', '=', claimed.key).execute();
       // An open upload whose directory is as old, but whose record is still live: kept.
       const open = await started(long);
 

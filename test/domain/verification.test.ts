@@ -135,6 +135,7 @@ describe('Verifier', () => {
       openVerified: (k, etag) => inner.openVerified(k, `"not-${etag.replaceAll('"', '')}"`),
       put: (k, b, c) => inner.put(k, b, c),
       delete: (k) => inner.delete(k),
+      list: (p) => inner.list(p),
       createMultipart: (i) => inner.createMultipart(i),
       presignPart: (i) => inner.presignPart(i),
       listParts: (k, u) => inner.listParts(k, u),

@@ -1,8 +1,8 @@
 import type { Readable } from 'node:stream';
 import type { MultipartStore, UploadedPart } from '../../src/storage/multipart.js';
-import type { DownloadHeaders, ObjectInfo, ObjectStore, PresignPutInput } from '../../src/storage/object-store.js';
+import type { DownloadHeaders, ListedObject, ObjectInfo, ObjectStore, PresignPutInput } from '../../src/storage/object-store.js';
 
-type Method = 'presignPut' | 'presignGet' | 'head' | 'getRange' | 'openVerified' | 'put' | 'delete' | keyof MultipartStore;
+type Method = 'presignPut' | 'presignGet' | 'head' | 'getRange' | 'openVerified' | 'put' | 'delete' | 'list' | keyof MultipartStore;
 
 /**
  * A real store seen through a delegate that records every call (method and
@@ -56,6 +56,11 @@ export class CountingStore implements ObjectStore {
   delete(key: string): Promise<void> {
     this.calls.push({ method: 'delete', args: [key] });
     return this.inner.delete(key);
+  }
+
+  list(prefix: string): AsyncIterable<ListedObject> {
+    this.calls.push({ method: 'list', args: [prefix] });
+    return this.inner.list(prefix);
   }
 
   createMultipart(input: { key: string; contentType: string }): Promise<{ uploadId: string }> {

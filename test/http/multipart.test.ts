@@ -245,7 +245,7 @@ describe.each(['disk', 's3'] as const)('multipart uploads over HTTP: %s', (store
       expect(next.status).toBe(200);
       expect(await server.store.listParts(key, uploadId)).toBe('missing');
       const row = await server.db.selectFrom('uploads').select(['state', 'reason']).where('s3_key', '=', key).executeTakeFirstOrThrow();
-      expect(row).toEqual({ state: 'rejected', reason: 'the multipart upload expired before it was completed' });
+      expect(row).toEqual({ state: 'expired', reason: null });
       expect((await statusOf(key)).body).toEqual(expect.objectContaining({ state: 'expired' }));
       expect((await statusOf(key)).body.reason).toBeUndefined();
       expect((await server.api('DELETE', `${mp(next.body.uploadId)}?${q(next.body.key)}`, { key: alice })).status).toBe(200);

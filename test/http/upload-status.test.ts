@@ -24,7 +24,19 @@ describe('GET /api/uploads/status', () => {
     const { s3_key, upload_url } = await presignAndPut(server, alice, 'image/png', null);
     const pending = await statusOf(s3_key);
     expect(pending.status).toBe(200);
-    expect(pending.body).toEqual({ s3_key, state: 'pending', content_type: 'image/png', size: null, max_bytes: MAX_BYTES.image, sniffed_type: null, media: null });
+    const presigned = await server.db.selectFrom('uploads').select('expires_at').where('s3_key', '=', s3_key).executeTakeFirstOrThrow();
+    expect(pending.body).toEqual({
+      s3_key,
+      state: 'pending',
+      content_type: 'image/png',
+      size: null,
+      max_bytes: MAX_BYTES.image,
+      sniffed_type: null,
+      media: null,
+      // When its URL expires; no retention applies to what is not stored.
+      expires_at: new Date(presigned.expires_at).toISOString(),
+      delete_after: null,
+    });
 
     const bytes = readFixture('sample.png');
     const put = await fetch(upload_url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: new Uint8Array(bytes) });
@@ -34,6 +46,7 @@ describe('GET /api/uploads/status', () => {
 
     const verified = await statusOf(s3_key);
     expect(verified.status).toBe(200);
+    const { uploaded_at } = await server.db.selectFrom('uploads').select('uploaded_at').where('s3_key', '=', s3_key).executeTakeFirstOrThrow();
     expect(verified.body).toEqual({
       s3_key,
       state: 'verified',
@@ -42,6 +55,9 @@ describe('GET /api/uploads/status', () => {
       max_bytes: MAX_BYTES.image,
       sniffed_type: 'image/png',
       media: { width: 16, height: 16, duration_seconds: null, video_codec: 'png', audio_codec: null },
+      expires_at: null,
+      // Never used by a generation: the default unused retention (7 days) from its arrival.
+      delete_after: new Date(Date.parse(uploaded_at!) + 7 * 86_400_000).toISOString(),
     });
     // Remembered: asking again gives the same answer.
     expect((await statusOf(s3_key)).body).toEqual(verified.body);

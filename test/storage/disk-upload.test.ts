@@ -632,7 +632,9 @@ describe('one writer per key, bounded uploads, 100 Continue only after every che
       const [c1] = await urls('carol', 1);
 
       held.push(await holdPut(capped, a1!.upload_url), await holdPut(capped, a2!.upload_url));
-      await until(() => inProgress(capped) === 2, "alice's two uploads");
+      // The store takes a slot before it opens the upload's file (a stat and an open later): wait for both, or
+      // the count of temporary files below races the open (seen failing on Node 20 and 24 alike).
+      await until(() => inProgress(capped) === 2 && tmpFiles(capped.dataDir).length === 2, "alice's two uploads");
       const perUser = await fullPut(capped, a3!.upload_url, png(1000));
       expectS3Error(perUser, 503, ['SlowDown']);
       expect(perUser.body.toString()).toContain('Please reduce your request rate.');
@@ -641,7 +643,7 @@ describe('one writer per key, bounded uploads, 100 Continue only after every che
 
       // Bob is not held up by Alice's cap; his upload takes the server's last slot.
       held.push(await holdPut(capped, b1!.upload_url));
-      await until(() => inProgress(capped) === 3, "bob's upload");
+      await until(() => inProgress(capped) === 3 && tmpFiles(capped.dataDir).length === 3, "bob's upload");
       expectS3Error(await fullPut(capped, c1!.upload_url, png(1000)), 503, ['SlowDown']);
       expect(tmpFiles(capped.dataDir)).toHaveLength(3);
 

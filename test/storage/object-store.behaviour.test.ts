@@ -304,6 +304,35 @@ describe.each(['disk', 's3'] as const)('object store behaviour: %s', (storeKind)
         await res.arrayBuffer();
         await expect(server.store.delete(s3_key)).resolves.toBeUndefined();
       });
+
+      it('list: every object under a prefix once, with its size and age; a deleted one is gone; other prefixes are left out', async () => {
+        const user = `lister${Date.now().toString(36)}`;
+        const keys = [
+          `users/${user}/generations/gen_a.mp4`,
+          `users/${user}/generations/gen_b.mp4`,
+          `users/${user}/generations/gen_c/run-1/output.mp4`,
+        ];
+        const before = Date.now();
+        for (const key of keys) await server.store.put(key, Readable.from([MP4]), 'video/mp4');
+        await server.store.put(`users/${user}x/generations/gen_other.mp4`, Readable.from([PNG]), 'image/png');
+        await server.store.delete(keys[1]!);
+        const listed = [];
+        for await (const object of server.store.list(`users/${user}/`)) listed.push(object);
+        expect(listed.map((o) => o.key).sort()).toEqual([keys[0], keys[2]]);
+        for (const object of listed) {
+          expect(object.size).toBe(MP4.length);
+          // Stores keep whole seconds (S3's LastModified): a second's slack either way.
+          expect(object.lastModified.getTime()).toBeGreaterThan(before - 2000);
+          expect(object.lastModified.getTime()).toBeLessThan(Date.now() + 2000);
+        }
+        // A prefix that is not a folder is a plain string prefix, as on S3.
+        const partial = [];
+        for await (const object of server.store.list(`users/${user}/generations/gen_c`)) partial.push(object.key);
+        expect(partial).toEqual([keys[2]]);
+        const none = [];
+        for await (const object of server.store.list(`users/nobody${user}/`)) none.push(object);
+        expect(none).toEqual([]);
+      });
     });
 
     describe('verification outcomes', () => {

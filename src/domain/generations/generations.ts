@@ -1,4 +1,7 @@
+import type { CreateGenerationResponse } from '../../contract/generations.js';
+import type { Transaction } from 'kysely';
 import type { Db } from '../../db/database.js';
+import type { Database } from '../../db/schema.js';
 import type { JobProducer } from '../../queue/job-queue.js';
 import type { ObjectStore } from '../../storage/object-store.js';
 import { notFound, validationError } from '../errors.js';
@@ -6,17 +9,14 @@ import { randomId } from '../ids.js';
 import { REFERENCE_FIELDS, type GenerationParams, type JobReference } from './job.js';
 import type { ModelRegistry } from './model-registry.js';
 import { resolveRequest, type CreateGenerationRequest, type RequestedReference } from './request.js';
-import { statusBody, type GenerationStatusBody } from './status.js';
+import { statusBody, type GenerationStatus } from './status.js';
 import type { WebhookDelivery } from './webhooks.js';
 import type { UploadStatus, Verifier } from '../verification.js';
 import type { GenerationLimits } from '../usage/generation-usage.js';
+import { claimReferences, insertReferences } from '../lifecycle/references.js';
 
-/** Create Generation's answer, in the shape of Prism's template generate. */
-export interface CreateGenerationResponse {
-  generations: { generation_id: string; status: 'generating' }[];
-  credits_charged: number;
-  latency_estimate_sec: { typical: number; busy: number };
-}
+/** Create Generation's answer is the contract's (src/contract/generations.ts). */
+export type { CreateGenerationResponse };
 
 /** One wording for a missing key and another user's, so nobody can probe for keys. */
 const referenceNotFound = (field: string) => notFound(`${field}: no upload found with this key`);
@@ -47,30 +47,37 @@ export class Generations {
     const count = request.count ?? 1;
     const createdAt = new Date().toISOString();
     const ids = Array.from({ length: count }, () => randomId('gen'));
-    const insert = (db: Pick<Db, 'insertInto'> = this.db) => db
-      .insertInto('generations')
-      .values(
-        ids.map((id) => ({
-          id,
-          user_id: userId,
-          model_name: model.name,
-          prompt: request.prompt,
-          params: JSON.stringify(stored),
-          template_id: request.templateId ?? null,
-          webhook_url: request.webhook_url ?? null,
-          status: 'generating' as const,
-          error: null,
-          attempts: 0,
-          video_key: null,
-          created_at: createdAt,
-          started_at: null,
-          completed_at: null,
-        })),
-      )
-      .execute();
+    // One transaction: the references' row locks and re-check (a cleanup run may have marked one
+    // since it was verified above), the generations, and the references they name.
+    const insert = async (trx: Transaction<Database>) => {
+      const gone = await claimReferences(trx, userId, verified, createdAt);
+      if (gone !== null) throw referenceNotFound(gone);
+      await trx
+        .insertInto('generations')
+        .values(
+          ids.map((id) => ({
+            id,
+            user_id: userId,
+            model_name: model.name,
+            prompt: request.prompt,
+            params: JSON.stringify(stored),
+            template_id: request.templateId ?? null,
+            webhook_url: request.webhook_url ?? null,
+            status: 'generating' as const,
+            error: null,
+            attempts: 0,
+            video_key: null,
+            created_at: createdAt,
+            started_at: null,
+            completed_at: null,
+          })),
+        )
+        .execute();
+      await insertReferences(trx, ids, verified);
+    };
     // Checked last, next to the insert and under a per-user lock: a refused request queued nothing.
     if (this.limits) await this.limits.admit(userId, count, model.latencyEstimateSec.typical, (trx) => insert(trx));
-    else await insert();
+    else await this.db.transaction().execute((trx) => insert(trx));
     for (const id of ids) await this.queue.enqueue(id);
     return {
       generations: ids.map((id) => ({ generation_id: id, status: 'generating' as const })),
@@ -80,7 +87,7 @@ export class Generations {
   }
 
   /** Get Generation Status; another user's generation is not found, like a missing one. */
-  async status(userId: string, id: string): Promise<GenerationStatusBody> {
+  async status(userId: string, id: string): Promise<GenerationStatus> {
     const row = await this.db.selectFrom('generations').selectAll().where('id', '=', id).where('user_id', '=', userId).executeTakeFirst();
     if (!row) throw notFound('Generation not found');
     return statusBody(row, this.store);
@@ -91,7 +98,8 @@ export class Generations {
     const out: JobReference[] = [];
     for (const { field, key } of references) {
       const upload = await this.verifier.status(userId, key);
-      if (!upload) throw referenceNotFound(field);
+      // Marked for deletion or deleted by the retention policy: as good as missing.
+      if (!upload || upload.state === 'deleted') throw referenceNotFound(field);
       if (upload.state !== 'verified') throw validationError(`${field}: ${notUsableReason(upload)}`);
       const wanted = REFERENCE_FIELDS[field].family;
       if (upload.family !== wanted) throw validationError(`${field} must be ${withArticle(wanted)} upload, but this key is ${upload.family} (${upload.content_type})`);

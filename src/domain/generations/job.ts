@@ -1,9 +1,15 @@
+import { ASPECT_RATIOS, REFERENCE_FIELD_NAMES } from '../../contract/index.js';
 import type { MediaFamily } from '../media-types.js';
 
+/** The reference fields (the contract's list, in a form's order) and Prism's aspect ratios. */
+export { ASPECT_RATIOS, REFERENCE_FIELD_NAMES };
+export type ReferenceField = (typeof REFERENCE_FIELD_NAMES)[number];
+export type AspectRatio = (typeof ASPECT_RATIOS)[number];
+
 /**
- * The request fields that name uploaded references, and the family of upload
- * each one wants. The one table of them: validation, the model registry and
- * the runners all read it.
+ * The family of upload each reference field wants. The one table of them: validation, the
+ * model registry and the runners all read it. Keyed by exactly the contract's field names
+ * (`satisfies` refuses a missing or an extra one), so the two lists cannot drift.
  */
 export const REFERENCE_FIELDS = {
   startFrameKey: { family: 'image', many: false },
@@ -13,14 +19,7 @@ export const REFERENCE_FIELDS = {
   sourceVideoKey: { family: 'video', many: false },
   referenceVideoKeys: { family: 'video', many: true },
   audioKey: { family: 'audio', many: false },
-} as const satisfies Record<string, { family: MediaFamily; many: boolean }>;
-
-export type ReferenceField = keyof typeof REFERENCE_FIELDS;
-export const REFERENCE_FIELD_NAMES = Object.keys(REFERENCE_FIELDS) as ReferenceField[];
-
-/** Aspect ratios Prism documents for Create Generation. */
-export const ASPECT_RATIOS = ['auto', '21:9', '16:9', '4:3', '1:1', '3:4', '9:16'] as const;
-export type AspectRatio = (typeof ASPECT_RATIOS)[number];
+} as const satisfies Record<ReferenceField, { family: MediaFamily; many: boolean }>;
 
 /** One verified reference a job uses, in request order. */
 export interface JobReference {

@@ -1,3 +1,4 @@
+import type { CreateGenerationRequest } from '../../contract/generations.js';
 import { validationError } from '../errors.js';
 import {
   ASPECT_RATIOS,
@@ -11,26 +12,8 @@ import {
 } from './job.js';
 import { acceptsAspectRatio, acceptsDuration, acceptsField, acceptsResolution, describeRange, type ModelRegistry, type ModelSpec } from './model-registry.js';
 
-/** Create Generation's body, as Prism documents it plus our `webhook_url`. */
-export interface CreateGenerationRequest {
-  prompt: string;
-  modelName: string;
-  aspectRatio?: string;
-  duration?: string;
-  resolution?: string;
-  count?: number;
-  hasAudio?: boolean;
-  startFrameKey?: string;
-  endFrameKey?: string;
-  ingredientImageKeys?: string[];
-  characterReferenceImageKeys?: string[];
-  sourceVideoKey?: string;
-  referenceVideoKeys?: string[];
-  audioKey?: string;
-  templateId?: string;
-  /** Ours: POSTed the status body when the generation completes or fails. */
-  webhook_url?: string;
-}
+/** Create Generation's body is the contract's (src/contract/generations.ts). */
+export type { CreateGenerationRequest };
 
 /** A reference key as the request names it, before verification. */
 export interface RequestedReference {

@@ -2,6 +2,7 @@ import type { Db } from '../../db/database.js';
 import type { GenerationsTable } from '../../db/schema.js';
 import type { JobHandler } from '../../queue/job-queue.js';
 import { generationVideoKey } from '../object-keys.js';
+import { NO_TELEMETRY, type Telemetry } from '../telemetry.js';
 import type { GenerationJob, GenerationParams } from './job.js';
 import type { ModelRegistry } from './model-registry.js';
 import { RunnerFailure, type Runner } from './runner.js';
@@ -23,12 +24,17 @@ export interface WorkerOptions {
  * limit, records the outcome and queues its webhook delivery. Called by the queue.
  */
 export class GenerationWorker implements JobHandler {
+  /** Counts settled generations and their time from creation (src/domain/telemetry.ts). */
+  private readonly telemetry: Telemetry;
+
   constructor(
     private readonly db: Db,
     private readonly registry: ModelRegistry,
     private readonly webhooks: WebhookDispatch,
-    private readonly options: WorkerOptions,
-  ) {}
+    private readonly options: WorkerOptions & { telemetry?: Telemetry },
+  ) {
+    this.telemetry = options.telemetry ?? NO_TELEMETRY;
+  }
 
   async run(generationId: string, stop: AbortSignal): Promise<void> {
     const row = await this.db.selectFrom('generations').selectAll().where('id', '=', generationId).executeTakeFirst();
@@ -85,14 +91,20 @@ export class GenerationWorker implements JobHandler {
       'videoKey' in outcome
         ? { status: 'completed' as const, video_key: outcome.videoKey, completed_at: now, error: null }
         : { status: 'failed' as const, error: outcome.error, completed_at: now };
-    const queued = await this.db.transaction().execute(async (trx) => {
+    const { settled, queued } = await this.db.transaction().execute(async (trx) => {
       let update = trx.updateTable('generations').set(changes).where('id', '=', row.id).where('status', '=', 'generating');
       if (fenced) update = update.where('worker_id', row.worker_id === null ? 'is' : '=', row.worker_id);
       const result = await update.executeTakeFirst();
-      if (result.numUpdatedRows === 0n || !row.webhook_url) return false;
+      if (result.numUpdatedRows === 0n) return { settled: false, queued: false };
+      if (!row.webhook_url) return { settled: true, queued: false };
       await trx.insertInto('webhook_deliveries').values(pendingDelivery(row.id, now)).execute();
-      return true;
+      return { settled: true, queued: true };
     });
+    if (settled) {
+      // The label is a model of the registry (bounded); a row naming one no longer configured is counted under one name.
+      const model = this.registry.get(row.model_name) ? row.model_name : 'unconfigured';
+      this.telemetry.generationSettled(changes.status, model, (Date.parse(now) - Date.parse(row.created_at)) / 1000);
+    }
     if (queued) await this.webhooks.queued();
   }
 }

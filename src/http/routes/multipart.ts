@@ -1,11 +1,27 @@
-import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import {
+  AbortMultipartResponse,
+  BatchPartsQuery,
+  BatchPartsResponse,
+  CompleteMultipartRequest,
+  CompleteMultipartResponse,
+  CreateMultipartRequest,
+  CreateMultipartResponse,
+  ErrorBody,
+  errorResponses,
+  ListPartsResponse,
+  MultipartKeyQuery,
+  MultipartUploadParams,
+  PartParams,
+  SignedPart,
+  UploadParamsQuery,
+  UploadParamsResponse,
+} from '../../contract/index.js';
 import { DEFAULT_SCOPE, type ApiKeys } from '../../domain/api-keys.js';
 import { rateLimited, validationError } from '../../domain/errors.js';
 import type { MultipartUploads } from '../../domain/multipart-uploads.js';
 import type { Uploads } from '../../domain/uploads.js';
 import { principalOf, requireScope } from '../auth.js';
-import { ErrorSchema, errorResponses } from '../schemas.js';
 
 /**
  * Uppy Companion's S3 routes (`@uppy/aws-s3` with `endpoint: '<origin>/api'` and an
@@ -14,77 +30,6 @@ import { ErrorSchema, errorResponses } from '../schemas.js';
  * it checked the total size (src/domain/multipart-uploads.ts), and `/s3/params` for
  * Uppy's single PUT, which is a presign. docs/api.md, "Multipart uploads".
  */
-
-const KeyQuery = Type.Object(
-  { key: Type.String({ description: 'The `key` the create answered', minLength: 1, maxLength: 1024 }) },
-  { additionalProperties: true },
-);
-
-const UploadIdParams = Type.Object({ uploadId: Type.String({ minLength: 1, maxLength: 1024 }) });
-
-const CreateBody = Type.Object(
-  {
-    type: Type.String({ description: 'MIME type of the file: the presign allow-list', maxLength: 255 }),
-    filename: Type.Optional(Type.String({ description: 'Original file name; bookkeeping only (first 255 characters kept)', maxLength: 1024 })),
-    metadata: Type.Optional(Type.Unknown({ description: "Uppy's metadata; ignored" })),
-    size: Type.Optional(Type.Integer({ description: 'Ours: the exact size of the whole file; fixes the part plan', minimum: 1 })),
-    contentLength: Type.Optional(Type.Integer({ description: 'Ours: the same as `size`', minimum: 1 })),
-  },
-  { additionalProperties: true },
-);
-
-const CreateResponse = Type.Object({
-  uploadId: Type.String(),
-  key: Type.String({ description: 'The object key: the `s3_key` a generation names' }),
-  max_bytes: Type.Integer(),
-  part_size: Type.Optional(Type.Integer({ description: 'With a declared size: the size of every part but the last' })),
-  part_count: Type.Optional(Type.Integer({ description: 'With a declared size: the number of parts' })),
-});
-
-const PartParams = Type.Object({
-  uploadId: Type.String({ minLength: 1, maxLength: 1024 }),
-  partNumber: Type.String({ pattern: '^[0-9]{1,5}$', description: '1 to 10000' }),
-});
-
-const BatchQuery = Type.Object(
-  {
-    key: Type.String({ minLength: 1, maxLength: 1024 }),
-    partNumbers: Type.String({ pattern: '^[0-9]{1,5}(,[0-9]{1,5})*$', maxLength: 6000, description: 'Comma-separated part numbers, e.g. 1,2,3' }),
-  },
-  { additionalProperties: true },
-);
-
-const CompleteBody = Type.Object(
-  {
-    parts: Type.Array(
-      Type.Object(
-        { PartNumber: Type.Integer({ minimum: 1, maximum: 10_000 }), ETag: Type.String({ minLength: 1, maxLength: 256 }) },
-        { additionalProperties: true },
-      ),
-      { minItems: 1, maxItems: 10_000 },
-    ),
-  },
-  { additionalProperties: true },
-);
-
-const ParamsQuery = Type.Object(
-  {
-    type: Type.String({ description: 'MIME type of the file', maxLength: 255 }),
-    filename: Type.Optional(Type.String({ description: 'Original file name; bookkeeping only', maxLength: 255 })),
-    size: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$', description: 'Ours: exact size in bytes, signed into the URL' })),
-  },
-  { additionalProperties: true },
-);
-
-const ParamsResponse = Type.Object({
-  method: Type.Literal('PUT'),
-  url: Type.String(),
-  fields: Type.Object({}),
-  headers: Type.Object({ 'content-type': Type.String() }),
-  key: Type.String(),
-  max_bytes: Type.Integer(),
-  expires: Type.Integer(),
-});
 
 export interface MultipartRouteOptions {
   apiKeys: ApiKeys;
@@ -112,10 +57,12 @@ export const multipartRoutes: FastifyPluginAsyncTypebox<MultipartRouteOptions> =
     '/api/s3/multipart',
     {
       schema: {
+        operationId: 'createMultipartUpload',
         summary: 'Create a multipart upload of a reference (Uppy Companion protocol)',
+        tags: ['multipart'],
         security: [{ bearer: [] }],
-        body: CreateBody,
-        response: { 200: CreateResponse, ...errorResponses, 429: ErrorSchema },
+        body: CreateMultipartRequest,
+        response: { 200: CreateMultipartResponse, ...errorResponses, 429: ErrorBody },
       },
       onRequest: auth,
       config: { rateLimit: rateLimit('multipart uploads created') },
@@ -127,15 +74,13 @@ export const multipartRoutes: FastifyPluginAsyncTypebox<MultipartRouteOptions> =
     '/api/s3/multipart/:uploadId',
     {
       schema: {
+        operationId: 'listMultipartParts',
         summary: 'The parts received so far (for resume)',
+        tags: ['multipart'],
         security: [{ bearer: [] }],
-        params: UploadIdParams,
-        querystring: KeyQuery,
-        response: {
-          200: Type.Array(Type.Object({ PartNumber: Type.Integer(), Size: Type.Integer(), ETag: Type.String() })),
-          ...errorResponses,
-          404: ErrorSchema,
-        },
+        params: MultipartUploadParams,
+        querystring: MultipartKeyQuery,
+        response: { 200: ListPartsResponse, ...errorResponses, 404: ErrorBody },
       },
       onRequest: auth,
     },
@@ -147,11 +92,13 @@ export const multipartRoutes: FastifyPluginAsyncTypebox<MultipartRouteOptions> =
     '/api/s3/multipart/:uploadId/batch',
     {
       schema: {
+        operationId: 'signMultipartParts',
         summary: 'Upload URLs for several parts',
+        tags: ['multipart'],
         security: [{ bearer: [] }],
-        params: UploadIdParams,
-        querystring: BatchQuery,
-        response: { 200: Type.Object({ presignedUrls: Type.Record(Type.String(), Type.String()) }), ...errorResponses, 404: ErrorSchema },
+        params: MultipartUploadParams,
+        querystring: BatchPartsQuery,
+        response: { 200: BatchPartsResponse, ...errorResponses, 404: ErrorBody },
       },
       onRequest: auth,
     },
@@ -168,11 +115,13 @@ export const multipartRoutes: FastifyPluginAsyncTypebox<MultipartRouteOptions> =
     '/api/s3/multipart/:uploadId/:partNumber',
     {
       schema: {
+        operationId: 'signMultipartPart',
         summary: 'An upload URL for one part',
+        tags: ['multipart'],
         security: [{ bearer: [] }],
         params: PartParams,
-        querystring: KeyQuery,
-        response: { 200: Type.Object({ url: Type.String(), expires: Type.Integer() }), ...errorResponses, 404: ErrorSchema },
+        querystring: MultipartKeyQuery,
+        response: { 200: SignedPart, ...errorResponses, 404: ErrorBody },
       },
       onRequest: auth,
     },
@@ -183,12 +132,14 @@ export const multipartRoutes: FastifyPluginAsyncTypebox<MultipartRouteOptions> =
     '/api/s3/multipart/:uploadId/complete',
     {
       schema: {
+        operationId: 'completeMultipartUpload',
         summary: 'Complete the upload: the server checks the parts and their total size, then the store assembles the object',
+        tags: ['multipart'],
         security: [{ bearer: [] }],
-        params: UploadIdParams,
-        querystring: KeyQuery,
-        body: CompleteBody,
-        response: { 200: Type.Object({ location: Type.String(), key: Type.String() }), ...errorResponses, 404: ErrorSchema },
+        params: MultipartUploadParams,
+        querystring: MultipartKeyQuery,
+        body: CompleteMultipartRequest,
+        response: { 200: CompleteMultipartResponse, ...errorResponses, 404: ErrorBody },
       },
       onRequest: auth,
     },
@@ -205,11 +156,13 @@ export const multipartRoutes: FastifyPluginAsyncTypebox<MultipartRouteOptions> =
     '/api/s3/multipart/:uploadId',
     {
       schema: {
+        operationId: 'abortMultipartUpload',
         summary: 'Abort the upload: its parts are dropped and its quota freed',
+        tags: ['multipart'],
         security: [{ bearer: [] }],
-        params: UploadIdParams,
-        querystring: KeyQuery,
-        response: { 200: Type.Object({}), ...errorResponses, 404: ErrorSchema },
+        params: MultipartUploadParams,
+        querystring: MultipartKeyQuery,
+        response: { 200: AbortMultipartResponse, ...errorResponses, 404: ErrorBody },
       },
       onRequest: auth,
     },
@@ -223,10 +176,12 @@ export const multipartRoutes: FastifyPluginAsyncTypebox<MultipartRouteOptions> =
     '/api/s3/params',
     {
       schema: {
+        operationId: 'getUploadParams',
         summary: "Uppy's single-PUT upload parameters: a presign",
+        tags: ['multipart'],
         security: [{ bearer: [] }],
-        querystring: ParamsQuery,
-        response: { 200: ParamsResponse, ...errorResponses, 429: ErrorSchema },
+        querystring: UploadParamsQuery,
+        response: { 200: UploadParamsResponse, ...errorResponses, 429: ErrorBody },
       },
       onRequest: auth,
       config: { rateLimit: rateLimit('upload URLs created through /api/s3/params') },
@@ -240,7 +195,7 @@ export const multipartRoutes: FastifyPluginAsyncTypebox<MultipartRouteOptions> =
         contentType: type,
         ...(filename !== undefined && filename !== '' ? { fileName: filename } : {}),
         ...(contentLength !== undefined ? { contentLength } : {}),
-      });
+      }, 'params');
       return {
         method: 'PUT' as const,
         url: presigned.upload_url,

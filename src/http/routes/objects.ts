@@ -4,6 +4,75 @@ import { Readable } from 'node:stream';
 import type { DiskStore } from '../../storage/disk/disk-store.js';
 import { StorageRefusal } from '../../storage/disk/storage-refusal.js';
 import type { Uploads } from '../../domain/uploads.js';
+import { ObjectParams, S3Error, SignedUrlQuery } from '../../contract/objects.js';
+import { documentedAs } from '../openapi.js';
+
+// The endpoint's documentation only (see `documentedAs`): nothing here validates a request,
+// so the store alone decides, with S3's answers, as before.
+const s3Error = (description: string) => ({ description, content: { 'application/xml': { schema: S3Error } } });
+const BYTES = { content: { '*/*': { schema: { type: 'string', format: 'binary' } } } };
+
+const DOWNLOAD_HEADERS = {
+  etag: { type: 'string' },
+  'content-type': { type: 'string' },
+  'content-disposition': { type: 'string' },
+  'content-length': { type: 'integer' },
+  'accept-ranges': { type: 'string', enum: ['bytes'] },
+};
+
+const DOCS = {
+  put: documentedAs({
+    operationId: 'putObject',
+    summary: 'The disk store only: PUT the bytes of an upload (or of one part) to its presigned URL',
+    description:
+      'The URL a presign, `/api/s3/params` or a part signing answered: signed, single-use, bound to its Content-Type (and Content-Length when declared). ' +
+      'With `partNumber` and `uploadId`, one part of a multipart upload. `Expect: 100-continue` is answered only once every check passed. Refusals are S3’s XML.',
+    tags: ['uploads'],
+    params: ObjectParams,
+    querystring: SignedUrlQuery,
+    body: BYTES,
+    response: {
+      200: { description: 'Stored; the `etag` header names the bytes', type: 'null', headers: { etag: { type: 'string' } } },
+      400: s3Error('`IncompleteBody`: fewer bytes than Content-Length'),
+      403: s3Error('`SignatureDoesNotMatch` or `AccessDenied`: a bad, expired or used URL, or another Content-Type'),
+      404: s3Error('`NoSuchUpload`: the multipart upload is gone'),
+      413: s3Error('`EntityTooLarge`: more than the upload may have'),
+      503: s3Error('`SlowDown`: the store is full or busy; retry'),
+    },
+  }),
+  get: documentedAs(
+    {
+      operationId: 'getObject',
+      summary: 'The disk store only: GET an object from its presigned download URL (a `video_url`); one byte range with `Range`',
+      tags: ['uploads'],
+      params: ObjectParams,
+      querystring: SignedUrlQuery,
+      response: {
+        200: { description: 'The object', headers: DOWNLOAD_HEADERS, ...BYTES },
+        206: {
+          description: 'The range asked for',
+          headers: { ...DOWNLOAD_HEADERS, 'content-range': { type: 'string' } },
+          ...BYTES,
+        },
+        403: s3Error('`SignatureDoesNotMatch` or `AccessDenied`: a bad or expired URL'),
+        404: s3Error('`NoSuchKey`'),
+        416: s3Error('`InvalidRange`'),
+      },
+    },
+    {
+      operationId: 'headObject',
+      summary: 'The disk store only: HEAD of an object through its presigned download URL (ignores `Range`)',
+      tags: ['uploads'],
+      params: ObjectParams,
+      querystring: SignedUrlQuery,
+      response: {
+        200: { description: 'The object’s headers; no body', type: 'null', headers: DOWNLOAD_HEADERS },
+        403: { description: 'A bad or expired URL (no body)', type: 'null' },
+        404: { description: 'No such key (no body)', type: 'null' },
+      },
+    },
+  ),
+};
 
 /**
  * The embedded store's S3-style endpoint: PUT to a presigned upload URL, GET
@@ -33,7 +102,7 @@ export const objectRoutes: FastifyPluginAsync<{ store: DiskStore; uploads: Uploa
     reply.header('x-content-type-options', 'nosniff');
   });
 
-  app.put(url, async (request, reply) => {
+  app.put(url, { config: DOCS.put }, async (request, reply) => {
     const expectsContinue = /100-continue/i.test(request.headers.expect ?? '');
     // A part of a multipart upload (S3's `?partNumber=&uploadId=`): stored beside the upload, no object yet.
     const query = request.query as Record<string, unknown>;
@@ -56,7 +125,7 @@ export const objectRoutes: FastifyPluginAsync<{ store: DiskStore; uploads: Uploa
 
   // GET answers one byte range (206, so a <video> can seek); HEAD (Fastify's, from this
   // route) ignores `Range` as RFC 9110 says, and reads no byte of the object.
-  app.get(url, async (request, reply) => {
+  app.get(url, { config: DOCS.get }, async (request, reply) => {
     const signed = { method: 'GET', rawUrl: originForm(request.url), headers: request.headers } as const;
     const opened = request.method === 'GET' ? await store.openRange(signed) : { ...(await store.open(signed)), range: null };
     const { info, download } = opened;
@@ -85,6 +154,8 @@ export const objectRoutes: FastifyPluginAsync<{ store: DiskStore; uploads: Uploa
   app.route({
     method: ['POST', 'DELETE', 'PATCH'],
     url,
+    // S3's 405, not an operation.
+    schema: { hide: true },
     handler: async () => {
       throw StorageRefusal.methodNotAllowed();
     },

@@ -1,7 +1,8 @@
-import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { ErrorBody, GenerationIdParams, RunnerCallbackBody } from '../../contract/index.js';
 import { ApiError } from '../../domain/errors.js';
 import { CALLBACK_SIGNATURE_HEADER, type RunnerCallbacks } from '../../domain/generations/runner.js';
+import { documentedAs } from '../openapi.js';
 
 /**
  * Ours: model workers (runner `http`) report a finished job here. The call is
@@ -16,7 +17,26 @@ export const runnerCallbackRoutes: FastifyPluginAsyncTypebox<{ callbacks: Runner
 
   app.post(
     '/api/generations/:id/callback',
-    { schema: { hide: true, params: Type.Object({ id: Type.String({ maxLength: 100 }) }) } },
+    {
+      schema: { params: GenerationIdParams },
+      // Documentation only: the body is the signed text, parsed by the domain, never by a schema.
+      config: documentedAs({
+        operationId: 'runnerCallback',
+        summary: "Ours: a model worker (runner `http`) reports a job's end, signed with the job run's secret",
+        description: 'Called by model workers, not by API clients: the `callbackUrl` of a job (docs/generations.md, "http"). The signature is single-use.',
+        tags: ['generations'],
+        security: [{ runnerSignature: [] }],
+        params: GenerationIdParams,
+        body: RunnerCallbackBody,
+        response: {
+          204: { description: 'Accepted', type: 'null' },
+          400: ErrorBody,
+          401: { ...ErrorBody, description: '`unauthorized`: a bad signature, or the callback of an earlier run of the job' },
+          404: { ...ErrorBody, description: '`not_found`: no job with this id awaits a callback' },
+          500: { ...ErrorBody, description: '`server_error`: this node cannot verify the callback; the job still waits, retry' },
+        },
+      }),
+    },
     async (request, reply) => {
       const header = request.headers[CALLBACK_SIGNATURE_HEADER];
       const signature = Array.isArray(header) ? header[0] : header;

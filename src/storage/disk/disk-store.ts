@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { checkCompletion, checkPartInput, isPartNumber, MULTIPART_LIMITS, MultipartError, sameEtag, type UploadedPart } from '../multipart.js';
-import { signedUploadHeaders, type DownloadHeaders, type ObjectInfo, type ObjectStore, type PresignPutInput } from '../object-store.js';
+import { signedUploadHeaders, type DownloadHeaders, type ListedObject, type ObjectInfo, type ObjectStore, type PresignPutInput } from '../object-store.js';
 import { SigV4Signer } from '../sigv4.js';
 import { syncWhileArriving } from './early-sync.js';
 import { StorageRefusal } from './storage-refusal.js';
@@ -295,6 +295,31 @@ export class DiskStore implements ObjectStore {
       await this.writeMeta(key, { deleted: true });
       await fsp.rm(this.objectPath(key), { force: true });
     });
+  }
+
+  /**
+   * Walks the object files under the prefix's folder. A file beside a tombstone (a delete a
+   * crash interrupted) or without metadata (a commit a crash interrupted) is no object to
+   * any reader, so it is not listed either.
+   */
+  async *list(prefix: string): AsyncIterable<ListedObject> {
+    const slash = prefix.lastIndexOf('/');
+    const folder = slash < 0 ? '' : prefix.slice(0, slash);
+    const start = folder === '' ? this.objectsDir : path.join(this.objectsDir, ...this.segments(folder));
+    const entries = await fsp.readdir(start, { recursive: true, withFileTypes: true }).catch((err: unknown) => {
+      if (isNotFound(err)) return [];
+      throw err;
+    });
+    for (const entry of entries) {
+      if (!entry.isFile()) continue;
+      const file = path.join(entry.parentPath, entry.name);
+      const key = path.relative(this.objectsDir, file).split(path.sep).join('/');
+      if (!key.startsWith(prefix)) continue;
+      const meta = await this.readMeta(key).catch(() => null);
+      if (!meta || isTombstone(meta)) continue;
+      const stat = await fsp.stat(file).catch(() => null);
+      if (stat) yield { key, size: stat.size, lastModified: stat.mtime };
+    }
   }
 
   /** Runs `fn` after every earlier `exclusive` of the same key has finished: for the few filesystem steps of a commit or a delete. */

@@ -8,6 +8,7 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   ListPartsCommand,
+  paginateListObjectsV2,
   S3Client,
   S3ServiceException,
   type S3ClientConfig,
@@ -15,7 +16,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import type { S3Config } from '../../config.js';
 import { checkPartInput, MULTIPART_LIMITS, MultipartError, type MultipartErrorCode, type UploadedPart } from '../multipart.js';
-import { signedUploadHeaders, type DownloadHeaders, type ObjectInfo, type ObjectStore, type PresignPutInput } from '../object-store.js';
+import { signedUploadHeaders, type DownloadHeaders, type ListedObject, type ObjectInfo, type ObjectStore, type PresignPutInput } from '../object-store.js';
 import { SigV4Signer } from '../sigv4.js';
 
 /** Where the store is and how to reach it: the S3 part of the config, less the start-up switches. */
@@ -167,6 +168,15 @@ export class S3Store implements ObjectStore {
   async delete(key: string): Promise<void> {
     // S3 answers 204 for a key that is already gone.
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+  }
+
+  async *list(prefix: string): AsyncIterable<ListedObject> {
+    for await (const page of paginateListObjectsV2({ client: this.client, pageSize: 1000 }, { Bucket: this.bucket, Prefix: prefix })) {
+      for (const object of page.Contents ?? []) {
+        if (object.Key === undefined) continue;
+        yield { key: object.Key, size: object.Size ?? 0, lastModified: object.LastModified ?? new Date(0) };
+      }
+    }
   }
 
   async createMultipart(input: { key: string; contentType: string }): Promise<{ uploadId: string }> {

@@ -87,6 +87,8 @@ export function generationRow(id: string, userId: string, webhookUrl: string | n
     completed_at: null,
     worker_id: null,
     lease_expires_at: null,
+    video_delete_marked_at: null,
+    video_deleted_at: null,
     ...changes,
   };
 }
