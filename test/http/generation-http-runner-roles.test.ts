@@ -1,4 +1,3 @@
-import { createHmac } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,6 +13,7 @@ import { testDatabase, type TestDatabase } from '../helpers/database.js';
 import { probe, waitForGeneration } from '../helpers/generations.js';
 import { readFixture } from '../helpers/media-fixtures.js';
 import { assertRgwReachable, removeBucket, rgwForTests, s3ServerEnv, uniqueBucketName } from '../helpers/rgw.js';
+import { httpModelEntry, sendCallback, signCallback, writeModelsFile } from '../helpers/model-worker.js';
 
 // The http runner split across roles: an `api` node and a separate `worker` node (two composition
 // roots in this process, on RGW and one database, sharing no memory). The worker runs the job; the
@@ -62,25 +62,9 @@ class ModelWorker {
       const put = await fetch(job.output.uploadUrl, { method: 'PUT', headers: { 'content-type': job.output.contentType }, body: new Uint8Array(readFixture('sample.mp4')) });
       if (put.status !== 200) throw new Error(`result upload refused: ${put.status}`);
     }
-    const payload = JSON.stringify(behaviour === 'fail' ? { status: 'failed', error: 'out of GPU memory' } : { status: 'completed' });
-    const signature = `sha256=${createHmac('sha256', job.callbackSecret).update(payload).digest('hex')}`;
-    const res = await fetch(job.callbackUrl, { method: 'POST', headers: { 'content-type': 'application/json', 'x-keyframe-signature': signature }, body: payload });
-    this.callbacks.set(job.id, { status: res.status, payload, signature });
+    const signed = signCallback(job, behaviour === 'fail' ? { status: 'failed', error: 'out of GPU memory' } : { status: 'completed' });
+    this.callbacks.set(job.id, { status: await sendCallback(job, signed), ...signed });
   }
-}
-
-function httpModel(url: string) {
-  return {
-    runner: { type: 'http', url },
-    referenceFields: ['startFrameKey'],
-    maxIngredientImages: 0,
-    durations: ['4s'],
-    resolutions: ['480p'],
-    aspectRatios: ['16:9'],
-    audio: false,
-    defaults: { duration: '4s', resolution: '480p', aspectRatio: '16:9', hasAudio: false },
-    latencyEstimateSec: { typical: 1, busy: 2 },
-  };
 }
 
 describe.skipIf(rgw.skip)('http runner across roles: the callback reaches the api node, the worker node completes the job', () => {
@@ -119,8 +103,7 @@ describe.skipIf(rgw.skip)('http runner across roles: the callback reaches the ap
     scratch = await mkdtemp(path.join(tmpdir(), 'keyframe-roles-callbacks-'));
     bucket = uniqueBucketName('rolescb');
     const workerUrl = await modelWorker.start();
-    const modelsFile = path.join(scratch, 'models.json');
-    await writeFile(modelsFile, JSON.stringify({ models: { 'worker-complete': httpModel(`${workerUrl}/complete`), 'worker-fail': httpModel(`${workerUrl}/fail`) } }));
+    const modelsFile = await writeModelsFile(scratch, { 'worker-complete': httpModelEntry(`${workerUrl}/complete`), 'worker-fail': httpModelEntry(`${workerUrl}/fail`) });
     const port = await freePort('127.0.0.1');
     const postgres = database.dialect === 'postgres';
     const shared = {

@@ -1,5 +1,4 @@
-import { createHmac, randomUUID } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,6 +8,7 @@ import { waitForGeneration } from '../helpers/generations.js';
 import { presignAndPut, readFixture } from '../helpers/media-fixtures.js';
 import { removeBucket, rgwForTests, s3ServerEnv, uniqueBucketName } from '../helpers/rgw.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { httpModelEntry, sendCallback, signCallback, writeModelsFile } from '../helpers/model-worker.js';
 
 /**
  * What the test's model worker does with a job: `complete` really downloads and uploads;
@@ -86,11 +86,10 @@ class ModelWorker {
       const put = await fetch(job.output.uploadUrl, { method: 'PUT', headers: { 'content-type': job.output.contentType }, body: new Uint8Array(bytes) });
       if (put.status !== 200) throw new Error(`result upload refused: ${put.status}`);
     }
-    const payload = JSON.stringify(behaviour === 'fail' ? { status: 'failed', error: 'the model ran out of GPU memory' } : { status: 'completed' });
-    const secret = behaviour === 'forge-signature' ? 'not-the-job-secret' : job.callbackSecret;
-    const signature = `sha256=${createHmac('sha256', secret).update(payload).digest('hex')}`;
-    this.signedCallbackOf.set(job.id, { payload, signature });
-    const call = () => fetch(job.callbackUrl, { method: 'POST', headers: { 'content-type': 'application/json', 'x-keyframe-signature': signature }, body: payload }).then((r) => r.status);
+    const outcome = behaviour === 'fail' ? { status: 'failed', error: 'the model ran out of GPU memory' } : { status: 'completed' };
+    const signed = signCallback(behaviour === 'forge-signature' ? { ...job, callbackSecret: 'not-the-job-secret' } : job, outcome);
+    this.signedCallbackOf.set(job.id, signed);
+    const call = () => sendCallback(job, signed);
     const answers = behaviour === 'complete-twice' ? await Promise.all([call(), call()]) : [await call()];
     this.callbackAnswers.push(...answers);
     this.callbackAnswersOf.set(job.id, answers);
@@ -102,25 +101,9 @@ let server: TestServer;
 let key: string;
 let scratch: string;
 
-function httpModel(workerUrl: string, behaviour: Behaviour) {
-  return {
-    runner: { type: 'http', url: `${workerUrl}/${behaviour}` },
-    referenceFields: ['startFrameKey'],
-    maxIngredientImages: 0,
-    durations: ['4s'],
-    resolutions: ['480p'],
-    aspectRatios: ['16:9'],
-    audio: false,
-    defaults: { duration: '4s', resolution: '480p', aspectRatio: '16:9', hasAudio: false },
-    latencyEstimateSec: { typical: 1, busy: 2 },
-  };
-}
-
 async function startWithWorkerModels(extraEnv: Record<string, string> = {}): Promise<TestServer> {
   const workerUrl = await worker.start();
-  const models = Object.fromEntries(BEHAVIOURS.map((b) => [`worker-${b}`, httpModel(workerUrl, b)]));
-  const file = path.join(scratch, `models-${randomUUID()}.json`);
-  await writeFile(file, JSON.stringify({ models }));
+  const file = await writeModelsFile(scratch, Object.fromEntries(BEHAVIOURS.map((b) => [`worker-${b}`, httpModelEntry(`${workerUrl}/${b}`)])));
   return startTestServer({ KEYFRAME_MODELS_FILE: file, KEYFRAME_GENERATION_CONCURRENCY: '4', ...extraEnv });
 }
 

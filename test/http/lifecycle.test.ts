@@ -1,11 +1,11 @@
-import { createHmac, randomUUID } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitForGeneration } from '../helpers/generations.js';
+import { httpModelEntry, sendCallback, signCallback, writeModelsFile } from '../helpers/model-worker.js';
 import { presignAndPut, readFixture } from '../helpers/media-fixtures.js';
 import { parseExposition } from '../helpers/prometheus-text.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -45,11 +45,8 @@ class HoldingWorker {
   }
 
   /** Ends the job: a signed `failed` callback, as a model worker sends one. */
-  async fail(job: HeldJob): Promise<number> {
-    const payload = JSON.stringify({ status: 'failed', error: 'stopped by the test' });
-    const signature = `sha256=${createHmac('sha256', job.callbackSecret).update(payload).digest('hex')}`;
-    const res = await fetch(job.callbackUrl, { method: 'POST', headers: { 'content-type': 'application/json', 'x-keyframe-signature': signature }, body: payload });
-    return res.status;
+  fail(job: HeldJob): Promise<number> {
+    return sendCallback(job, signCallback(job, { status: 'failed', error: 'stopped by the test' }));
   }
 }
 
@@ -61,21 +58,7 @@ let scratch: string;
 beforeAll(async () => {
   scratch = await mkdtemp(path.join(tmpdir(), 'keyframe-lifecycle-'));
   const workerUrl = await worker.start();
-  const models = {
-    held: {
-      runner: { type: 'http', url: `${workerUrl}/held` },
-      referenceFields: ['startFrameKey'],
-      maxIngredientImages: 0,
-      durations: ['4s'],
-      resolutions: ['480p'],
-      aspectRatios: ['16:9'],
-      audio: false,
-      defaults: { duration: '4s', resolution: '480p', aspectRatio: '16:9', hasAudio: false },
-      latencyEstimateSec: { typical: 1, busy: 2 },
-    },
-  };
-  const file = path.join(scratch, `models-${randomUUID()}.json`);
-  await writeFile(file, JSON.stringify({ models }));
+  const file = await writeModelsFile(scratch, { held: httpModelEntry(`${workerUrl}/held`) });
   server = await startTestServer({
     KEYFRAME_MODELS_FILE: file,
     KEYFRAME_METRICS_TOKEN: METRICS_TOKEN,

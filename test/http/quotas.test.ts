@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFixture } from '../helpers/media-fixtures.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { httpModelEntry, writeModelsFile } from '../helpers/model-worker.js';
 
 /**
  * Per-user quotas and rate limits over real HTTP (issue 16 items 3 and 4):
@@ -46,21 +47,7 @@ async function start(env: Record<string, string>): Promise<TestServer> {
 /** A server whose model `stall` runs on the stalling worker, one job at a time. */
 async function startWithStallingModel(env: Record<string, string>): Promise<TestServer> {
   const url = `http://127.0.0.1:${(stallingWorker.address() as AddressInfo).port}/job`;
-  const models = {
-    stall: {
-      runner: { type: 'http', url },
-      referenceFields: ['startFrameKey'],
-      maxIngredientImages: 0,
-      durations: ['4s'],
-      resolutions: ['480p'],
-      aspectRatios: ['16:9'],
-      audio: false,
-      defaults: { duration: '4s', resolution: '480p', aspectRatio: '16:9', hasAudio: false },
-      latencyEstimateSec: { typical: 7, busy: 20 },
-    },
-  };
-  const file = path.join(scratch, `models-${servers.length}.json`);
-  await writeFile(file, JSON.stringify({ models }));
+  const file = await writeModelsFile(scratch, { stall: httpModelEntry(url, { typical: 7, busy: 20 }) });
   return start({ KEYFRAME_MODELS_FILE: file, KEYFRAME_GENERATION_CONCURRENCY: '1', ...env });
 }
 
