@@ -7,7 +7,7 @@ import { CreateBucketCommand, DeleteObjectCommand, HeadBucketCommand, PutObjectC
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { curlPut } from './lib/curl.js';
 import { dataDirWithKey } from './lib/keys.js';
-import { rssBytes, startKeyframe, startPeer, type ChildServer } from './lib/processes.js';
+import { startKeyframe, startPeer, withPeakRss, type ChildServer } from './lib/processes.js';
 import { summarise, type Summary } from './lib/stats.js';
 
 const run = promisify(execFile);
@@ -115,23 +115,10 @@ export async function benchIngest(options: IngestOptions): Promise<IngestResult>
   }
 }
 
-/** Runs `put` while sampling the server's RSS every 5 ms; reports the peak growth over the RSS before. */
+/** A PUT and the server's peak RSS growth while it ran. */
 async function sampledPut(pid: number, put: () => Promise<{ status: number; seconds: number }>) {
-  const before = rssBytes(pid);
-  let peak = before;
-  const timer = setInterval(() => {
-    try {
-      peak = Math.max(peak, rssBytes(pid));
-    } catch {
-      // process gone: the PUT will fail and say so
-    }
-  }, 5);
-  try {
-    const result = await put();
-    return { ...result, rssGrowth: peak - before };
-  } finally {
-    clearInterval(timer);
-  }
+  const { result, rssGrowth } = await withPeakRss(pid, put);
+  return { ...result, rssGrowth };
 }
 
 /** An S3 client for Ceph RGW at `endpoint`, or a note saying why that row is skipped. */

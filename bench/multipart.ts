@@ -20,7 +20,7 @@ import { promisify } from 'node:util';
 import { removeBucket, rgwForTests, uniqueBucketName, type RgwSettings } from '../test/helpers/rgw.js';
 import { curlPut } from './lib/curl.js';
 import { dataDirWithKey } from './lib/keys.js';
-import { ROOT, rssBytes, startKeyframe, type ChildServer } from './lib/processes.js';
+import { ROOT, startKeyframe, withPeakRss, type ChildServer } from './lib/processes.js';
 import { fmt, summarise, type Summary } from './lib/stats.js';
 
 const run = promisify(execFile);
@@ -207,22 +207,10 @@ function curlPutPart(url: string, file: string): Promise<{ status: number; etag:
   });
 }
 
-/** Runs `upload` while sampling the server's RSS every 5 ms: seconds, and peak growth over the RSS before. */
+/** An upload's seconds, and the server's peak RSS growth while it ran. */
 async function sampled(pid: number, upload: () => Promise<number>): Promise<{ seconds: number; rssGrowth: number }> {
-  const before = rssBytes(pid);
-  let peak = before;
-  const timer = setInterval(() => {
-    try {
-      peak = Math.max(peak, rssBytes(pid));
-    } catch {
-      // process gone: the upload fails and says so
-    }
-  }, 5);
-  try {
-    return { seconds: await upload(), rssGrowth: peak - before };
-  } finally {
-    clearInterval(timer);
-  }
+  const { result, rssGrowth } = await withPeakRss(pid, upload);
+  return { seconds: result, rssGrowth };
 }
 
 function multipartTable(options: MultipartBenchOptions, disk: MultipartStoreResult, rgw: MultipartStoreResult | null, rgwNote: string): string {

@@ -122,6 +122,28 @@ export function rssBytes(pid: number): number {
   return Number(kb ?? 0) * 1024;
 }
 
+/**
+ * Runs `work` while sampling the process's RSS every 5 ms: its result, and the peak growth over
+ * the RSS before. A process gone mid-way stops the sampling; the work then fails and says so.
+ */
+export async function withPeakRss<T>(pid: number, work: () => Promise<T>): Promise<{ result: T; rssGrowth: number }> {
+  const before = rssBytes(pid);
+  let peak = before;
+  const timer = setInterval(() => {
+    try {
+      peak = Math.max(peak, rssBytes(pid));
+    } catch {
+      // process gone
+    }
+  }, 5);
+  try {
+    const result = await work();
+    return { result, rssGrowth: peak - before };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**

@@ -61,6 +61,7 @@ const TABLE: readonly MediaType[] = [
 ];
 
 const BY_CONTENT_TYPE = new Map(TABLE.map((t) => [t.contentType, t]));
+const BY_EXTENSION = new Map(TABLE.map((t) => [t.extension, t]));
 
 export const ALLOWED_CONTENT_TYPES: readonly string[] = TABLE.map((t) => t.contentType);
 
@@ -75,6 +76,11 @@ export function normaliseContentType(value: string): string {
 /** The table entry for a (normalised or not) content type, or undefined when it is not allowed. */
 export function lookupMediaType(contentType: string): MediaType | undefined {
   return BY_CONTENT_TYPE.get(normaliseContentType(contentType));
+}
+
+/** The table entry whose keys get `extension` (`png`, `mp4`, …), or undefined. */
+export function mediaTypeOfExtension(extension: string): MediaType | undefined {
+  return BY_EXTENSION.get(extension);
 }
 
 /**

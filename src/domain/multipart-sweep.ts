@@ -1,6 +1,7 @@
 import type { Db } from '../db/database.js';
 import type { ObjectStore } from '../storage/object-store.js';
-import { abortExpiredUploads, MULTIPART_LIFETIME_SECONDS, uploadKeyFamily, type ExpiredUpload } from './multipart-uploads.js';
+import { abortExpiredUploads, MULTIPART_LIFETIME_SECONDS, type ExpiredUpload } from './multipart-uploads.js';
+import { uploadKeyFamily } from './uploads.js';
 import { NO_TELEMETRY, type Telemetry } from './telemetry.js';
 import { PeriodicRun } from '../periodic-run.js';
 

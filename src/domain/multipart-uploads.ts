@@ -4,9 +4,9 @@ import type { UploadsTable } from '../db/schema.js';
 import { checkCompletion, isPartNumber, MULTIPART_LIMITS, MultipartError, type UploadedPart } from '../storage/multipart.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { ApiError, notFound, validationError } from './errors.js';
-import { ALLOWED_CONTENT_TYPES, lookupMediaType, MAX_BYTES, type MediaFamily } from './media-types.js';
-import { newUploadKey, parseUploadKey } from './object-keys.js';
-import { checkFileName, pendingUploadRecord, uploadMediaType } from './uploads.js';
+import { lookupMediaType, MAX_BYTES } from './media-types.js';
+import { newUploadKey } from './object-keys.js';
+import { checkFileName, findOwnedUpload, pendingUploadRecord, uploadKeyFamily, uploadMediaType } from './uploads.js';
 import { NO_TELEMETRY, type Telemetry } from './telemetry.js';
 import type { UploadQuota } from './usage/upload-quota.js';
 
@@ -279,13 +279,7 @@ export class MultipartUploads {
 
   /** The caller's multipart upload of `key` with this id, whatever its state; else the one 404. */
   private async findUpload(userId: string, key: string, uploadId: string): Promise<UploadRecord> {
-    if (parseUploadKey(key)?.userId !== userId) throw multipartNotFound();
-    const record = await this.db
-      .selectFrom('uploads')
-      .selectAll()
-      .where('s3_key', '=', key)
-      .where('user_id', '=', userId)
-      .executeTakeFirst();
+    const record = await findOwnedUpload(this.db, userId, key);
     if (!record || record.multipart_upload_id === null || record.multipart_upload_id !== uploadId) throw multipartNotFound();
     return record;
   }
@@ -414,14 +408,6 @@ export async function abortExpiredUploads(
 }
 
 const multipartNotFound = () => notFound('Multipart upload not found');
-
-const FAMILY_BY_EXTENSION = new Map(ALLOWED_CONTENT_TYPES.map((t) => [lookupMediaType(t)!.extension, lookupMediaType(t)!.family]));
-
-/** The media family of an upload known only by its key (its extension), for the metrics' family label. */
-export function uploadKeyFamily(key: string): MediaFamily {
-  const extension = parseUploadKey(key)?.extension;
-  return (extension !== undefined ? FAMILY_BY_EXTENSION.get(extension) : undefined) ?? 'image';
-}
 
 /** The store's refusals in the envelope: a missing upload is the one 404, the rest 400 naming S3's code. */
 function mapMultipartError(err: unknown): ApiError {

@@ -5,7 +5,7 @@ import type { Db } from '../db/database.js';
 import type { UploadsTable } from '../db/schema.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { ApiError, validationError } from './errors.js';
-import { ALLOWED_CONTENT_TYPES, lookupMediaType, MAX_BYTES, type MediaType } from './media-types.js';
+import { ALLOWED_CONTENT_TYPES, lookupMediaType, MAX_BYTES, mediaTypeOfExtension, type MediaFamily, type MediaType } from './media-types.js';
 import { newUploadKey, parseUploadKey } from './object-keys.js';
 import { NO_TELEMETRY, type PresignVia, type Telemetry } from './telemetry.js';
 import type { UploadQuota } from './usage/upload-quota.js';
@@ -37,6 +37,21 @@ export function checkFileName(fileName: string | null | undefined, field: string
   if (typeof fileName === 'string' && CONTROL_CHARACTER.test(fileName)) {
     throw validationError(`${field} must not contain control characters (U+0000 to U+001F, U+007F)`);
   }
+}
+
+/**
+ * The caller's upload record of `key`, or undefined: a key of another user, a missing one and a
+ * string that is not an upload key are all undefined (nobody can probe for keys).
+ */
+export async function findOwnedUpload(db: Db, userId: string, key: string): Promise<UploadsTable | undefined> {
+  if (parseUploadKey(key)?.userId !== userId) return undefined;
+  return db.selectFrom('uploads').selectAll().where('s3_key', '=', key).where('user_id', '=', userId).executeTakeFirst();
+}
+
+/** The media family of an upload known only by its key (its extension), for the metrics' family label. */
+export function uploadKeyFamily(key: string): MediaFamily {
+  const extension = parseUploadKey(key)?.extension;
+  return (extension !== undefined ? mediaTypeOfExtension(extension)?.family : undefined) ?? 'image';
 }
 
 /** The record of a new upload: pending, nothing known of its bytes until they arrive and are verified. */

@@ -14,7 +14,7 @@ import { findMarkupMarker, findPlaylistMarker } from './inspection/polyglot.js';
 import { ProbeFailure, type MediaProbe, type ProbeResult } from './media-probe.js';
 import { lookupMediaType, MEDIA_LIMITS, normaliseContentType, type MediaFamily, type MediaType } from './media-types.js';
 import { MULTIPART_EXPIRED_REASON } from './multipart-uploads.js';
-import { parseUploadKey } from './object-keys.js';
+import { findOwnedUpload } from './uploads.js';
 import { NO_TELEMETRY, type Telemetry } from './telemetry.js';
 import { findTruncation } from './truncation.js';
 import { deleteAfter } from './lifecycle/delete-after.js';
@@ -109,13 +109,7 @@ export class Verifier {
 
   /** Status of the caller's upload, verifying it on the way when its object has arrived; null when the key is missing or belongs to another user (indistinguishable). */
   async status(userId: string, key: string): Promise<UploadStatus | null> {
-    if (parseUploadKey(key)?.userId !== userId) return null;
-    const record = await this.db
-      .selectFrom('uploads')
-      .selectAll()
-      .where('s3_key', '=', key)
-      .where('user_id', '=', userId)
-      .executeTakeFirst();
+    const record = await findOwnedUpload(this.db, userId, key);
     if (!record) return null;
     const status = await this.currentStatus(record);
     if (status !== null && this.retention !== null && (status.state === 'uploaded' || status.state === 'verified')) {

@@ -114,7 +114,7 @@ export async function startApi(config: Config, log: FastifyBaseLogger = createLo
     foundation = await openFoundation(config, db, publicUrl, log);
     const basics = openGenerationBasics(config);
     producer = openJobProducer(config, foundation, log);
-    const metrics = openMetrics(db, log);
+    const metrics = openMetrics(config, db, log);
     app = await buildApiApp(config, foundation, log, basics, producer, openApiRunnerCallbacks(config, db, log), metrics);
     await app.listen({ host: config.host, port });
     metricsListener = await openMetricsListener(config, metrics, log);

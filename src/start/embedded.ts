@@ -32,8 +32,8 @@ export async function startEmbedded(config: Config, log: FastifyBaseLogger = cre
     foundation = await openFoundation(config, db, publicUrl, log);
     const basics = openGenerationBasics(config);
     queue = openJobQueue(config, foundation, log);
-    const metrics = openMetrics(db, log);
-    worker = openGenerationWorker(config, db, foundation.store, basics, consumerOf(queue), publicUrl, log, metrics);
+    const metrics = openMetrics(config, db, log);
+    worker = openGenerationWorker(config, db, foundation.store, basics, consumerOf(queue), publicUrl, log, metrics ?? undefined);
     app = await buildApiApp(config, foundation, log, basics, producerOf(queue), worker.runnerCallbacks, metrics);
     await app.listen({ host: config.host, port });
     metricsListener = await openMetricsListener(config, metrics, log);

@@ -142,9 +142,12 @@ export function consumerOf(queue: JobConsumer): JobConsumer {
 /**
  * The process's one metrics registry (src/metrics/prometheus.ts), made here and handed down to
  * the domain services (as their Telemetry), the HTTP app and the metrics listener. The queue
- * depth gauge is read from `db` at each scrape.
+ * depth gauge is read from `db` at each scrape. Null when nothing could read it (neither
+ * `KEYFRAME_METRICS_TOKEN` nor `KEYFRAME_METRICS_LISTEN`): then no request and no event pays for
+ * counting.
  */
-export function openMetrics(db: Db, log: FastifyBaseLogger): PrometheusMetrics {
+export function openMetrics(config: Pick<Config, 'surfaces'>, db: Db, log: FastifyBaseLogger): PrometheusMetrics | null {
+  if (config.surfaces.metricsToken === null && config.surfaces.metricsListen === null) return null;
   return new PrometheusMetrics({
     queueDepth: () => queueDepth(db),
     onCollectError: (err) => log.warn({ err }, 'metrics: the queue depth could not be read'),
@@ -155,9 +158,13 @@ export function openMetrics(db: Db, log: FastifyBaseLogger): PrometheusMetrics {
  * The metrics listener of `KEYFRAME_METRICS_LISTEN` (GET /metrics, no token), in every role;
  * null when the setting is absent. The role closes it first at shutdown.
  */
-export async function openMetricsListener(config: Pick<Config, 'surfaces'>, metrics: PrometheusMetrics, log: FastifyBaseLogger): Promise<MetricsListener | null> {
+export async function openMetricsListener(
+  config: Pick<Config, 'surfaces'>,
+  metrics: PrometheusMetrics | null,
+  log: FastifyBaseLogger,
+): Promise<MetricsListener | null> {
   const address = config.surfaces.metricsListen;
-  if (address === null) return null;
+  if (address === null || metrics === null) return null;
   const listener = await startMetricsListener(metrics, address, (err) => log.warn({ err }, 'metrics listener error'));
   log.info({ url: `${listener.url}/metrics` }, 'metrics listener started');
   return listener;

@@ -30,8 +30,8 @@ export async function startWorker(config: Config, log: FastifyBaseLogger = creat
     const publicUrl = config.publicUrl ?? `http://${hostForUrl(config.host)}:${config.port}`;
     foundation = await openFoundation(config, db, publicUrl, log);
     const basics = openGenerationBasics(config);
-    const metrics = openMetrics(db, log);
-    worker = openGenerationWorker(config, db, foundation.store, basics, openJobConsumer(config, foundation, log), publicUrl, log, metrics);
+    const metrics = openMetrics(config, db, log);
+    worker = openGenerationWorker(config, db, foundation.store, basics, openJobConsumer(config, foundation, log), publicUrl, log, metrics ?? undefined);
     await worker.start();
     // The worker's one port, when configured: its metrics, for a scraper (its jobs and webhooks are counted here).
     metricsListener = await openMetricsListener(config, metrics, log);

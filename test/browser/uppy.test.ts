@@ -1,8 +1,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +13,7 @@ import { waitForGeneration } from '../helpers/generations.js';
 import { padMp4 } from '../helpers/media-fixtures.js';
 import { rgwForTests, startServerOn } from '../helpers/rgw.js';
 import { QUOTAS_LIFTED, type TestServer } from '../helpers/server.js';
-import { chromiumSkip, launchChromium } from './support/chromium.js';
+import { chromiumSkip, launchChromium, startPageServer } from './support/chromium.js';
 
 // Issue 13's acceptance: a page using Uppy with its defaults (multipart above 100 MB) uploads a
 // 150–190 MB MP4 through Keyframe, in headless Chromium, on the disk store and on RGW; the upload
@@ -64,19 +62,6 @@ async function makeFixture(dir: string): Promise<string> {
   return file;
 }
 
-/** Serves the page and its bundled script from 127.0.0.1 (the page's origin, which Keyframe's CORS allows). */
-async function startPageServer(script: string): Promise<{ origin: string; close(): Promise<void> }> {
-  const html = await readFile(path.join(HERE, 'page', 'index.html'));
-  const server = http.createServer((req, res) => {
-    if (req.url === '/' || req.url === '/index.html') res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(html);
-    else if (req.url === '/page.js') res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' }).end(script);
-    else res.writeHead(404).end();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return { origin: `http://127.0.0.1:${port}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
-}
-
 describe.skipIf(chromiumSkipped)('Uppy in headless Chromium (issue 13)', () => {
   let tmp: string;
   let fixture: string;
@@ -119,7 +104,10 @@ describe.skipIf(chromiumSkipped)('Uppy in headless Chromium (issue 13)', () => {
         let context: BrowserContext;
 
         beforeAll(async () => {
-          page = await startPageServer(script);
+          page = await startPageServer({
+            '/': { type: 'text/html; charset=utf-8', body: await readFile(path.join(HERE, 'page', 'index.html')) },
+            '/page.js': { type: 'text/javascript; charset=utf-8', body: script },
+          });
           server = await startServerOn(storeKind, rgw, 'browser', {
             ...QUOTAS_LIFTED,
             KEYFRAME_CORS_ORIGINS: page.origin,

@@ -1,11 +1,9 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import type { BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromiumSkip, launchChromium } from '../browser/support/chromium.js';
+import { chromiumSkip, launchChromium, startPageServer } from '../browser/support/chromium.js';
 import { padMp4, readFixture } from '../helpers/media-fixtures.js';
 import { rgwForTests, startServerOn } from '../helpers/rgw.js';
 import type { TestServer } from '../helpers/server.js';
@@ -40,19 +38,6 @@ const PAGE = `<!doctype html><meta charset="utf-8"><title>keyframe client</title
   };
 </script>`;
 
-async function startPageServer(files: Record<string, Buffer>, script: string): Promise<{ origin: string; close(): Promise<void> }> {
-  const server = http.createServer((req, res) => {
-    const name = (req.url ?? '/').slice(1);
-    if (name === '') res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE);
-    else if (name === 'client.js') res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' }).end(script);
-    else if (files[name]) res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(files[name]);
-    else res.writeHead(404).end();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return { origin: `http://127.0.0.1:${port}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
-}
-
 describe.skipIf(chromiumSkipped)('keyframe/client in headless Chromium', () => {
   let script: string;
   const files = { 'sample.png': readFixture('sample.png'), 'clip.mp4': padMp4(readFixture('sample.mp4'), VIDEO_SIZE) };
@@ -80,7 +65,11 @@ describe.skipIf(chromiumSkipped)('keyframe/client in headless Chromium', () => {
       let apiKey: string;
 
       beforeAll(async () => {
-        page = await startPageServer(files, script);
+        page = await startPageServer({
+          '/': { type: 'text/html; charset=utf-8', body: PAGE },
+          '/client.js': { type: 'text/javascript; charset=utf-8', body: script },
+          ...Object.fromEntries(Object.entries(files).map(([name, body]) => [`/${name}`, { type: 'application/octet-stream', body }])),
+        });
         server = await startServerOn(storeKind, rgw, 'client-browser', { KEYFRAME_CORS_ORIGINS: page.origin, S3_APPLY_CORS: 'true' });
         apiKey = (await server.createKey('alice')).key;
         browser = await launchChromium();

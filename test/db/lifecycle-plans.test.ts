@@ -1,4 +1,4 @@
-import { sql, type CompiledQuery, type KyselyPlugin } from 'kysely';
+import { sql, type CompiledQuery } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/database.js';
 import type { UploadState } from '../../src/db/schema.js';
@@ -7,6 +7,7 @@ import { deleteAfter } from '../../src/domain/lifecycle/delete-after.js';
 import { inUse } from '../../src/domain/lifecycle/marks.js';
 import type { ObjectStore } from '../../src/storage/object-store.js';
 import { TEST_DIALECT, testDatabase, type TestDatabase } from '../helpers/database.js';
+import { capturedQueries, postgresPlan, sqlitePlan } from '../helpers/query-plans.js';
 
 // The cleanup job's queries (src/domain/lifecycle/cleanup.ts) each read one of the indexes of
 // migration 011 on both dialects, never a scan of `uploads` or `generations`: 20 000 uploads of
@@ -80,24 +81,16 @@ afterAll(async () => {
 
 /** The SELECTs a run compiles (its clock is before every row: nothing is due, so the store is never called), and the per-key checks. */
 async function cleanupQueries(): Promise<CompiledQuery[]> {
-  const queries: CompiledQuery[] = [];
-  const executor = db.getExecutor();
-  const plugin: KyselyPlugin = {
-    transformQuery: ({ node, queryId }) => {
-      queries.push(executor.compileQuery(node, queryId));
-      return node;
-    },
-    transformResult: async ({ result }) => result,
-  };
-  const watched = db.withPlugin(plugin);
   const store = {} as ObjectStore;
   const policy = { unusedSeconds: 86_400, usedSeconds: 3600, videosSeconds: 86_400, expiryGraceSeconds: 60 };
   const longAgo = new Date('2000-01-01T00:00:00.000Z');
-  const result = await new UploadCleanup(watched, store, { policy, clock: { now: () => longAgo } }).runOnce();
-  expect(result).toMatchObject({ ran: true, resumed: 0, expired: 0, arrived: 0, unused: 0, used: 0, videos: 0 });
-  const row = await db.selectFrom('uploads').selectAll().where('s3_key', '=', usedKey).executeTakeFirstOrThrow();
-  await deleteAfter(watched, policy, row);
-  await inUse(watched, usedKey);
+  const queries = await capturedQueries(db, async (watched) => {
+    const result = await new UploadCleanup(watched, store, { policy, clock: { now: () => longAgo } }).runOnce();
+    expect(result).toMatchObject({ ran: true, resumed: 0, expired: 0, arrived: 0, unused: 0, used: 0, videos: 0 });
+    const row = await db.selectFrom('uploads').selectAll().where('s3_key', '=', usedKey).executeTakeFirstOrThrow();
+    await deleteAfter(watched, policy, row);
+    await inUse(watched, usedKey);
+  });
   return queries.filter((q) => /^select/i.test(q.sql));
 }
 
@@ -109,14 +102,9 @@ describe('the cleanup queries', () => {
 
   it.skipIf(TEST_DIALECT !== 'sqlite')('SQLite: each a SEARCH of an index, no scan, no sort', async () => {
     const plans: string[] = [];
-    for (const { sql: text, parameters } of await cleanupQueries()) {
-      let i = 0;
-      const inlined = text.replace(/\?/g, () => {
-        const p = parameters[i++];
-        return typeof p === 'number' ? String(p) : `'${String(p)}'`;
-      });
-      const plan = (await sql.raw<{ detail: string }>(`explain query plan ${inlined}`).execute(db)).rows.map((r) => r.detail).join('; ');
-      expect(plan, `${inlined}\n${plan}`).not.toMatch(/\bSCAN (uploads|generations|generation_references)\b|TEMP B-TREE/);
+    for (const query of await cleanupQueries()) {
+      const plan = (await sqlitePlan(db, query)).join('; ');
+      expect(plan, `${query.sql}\n${plan}`).not.toMatch(/\bSCAN (uploads|generations|generation_references)\b|TEMP B-TREE/);
       plans.push(plan);
     }
     const all = plans.join('\n');
@@ -132,8 +120,7 @@ describe('the cleanup queries', () => {
   it.skipIf(TEST_DIALECT !== 'postgres')('PostgreSQL: each an index scan, no Seq Scan', async () => {
     const plans: string[] = [];
     for (const query of await cleanupQueries()) {
-      const { rows } = await db.executeQuery<{ 'QUERY PLAN': string }>({ ...query, sql: `explain ${query.sql}`, query: query.query });
-      const plan = rows.map((r) => r['QUERY PLAN']).join('\n');
+      const plan = await postgresPlan(db, query);
       expect(plan, `${query.sql}\n${plan}`).not.toMatch(/Seq Scan on (uploads|generations|generation_references)\b/);
       plans.push(plan);
     }

@@ -1,9 +1,10 @@
-import { sql, type CompiledQuery, type KyselyPlugin } from 'kysely';
+import { sql, type CompiledQuery } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/database.js';
 import { abortExpiredUploads } from '../../src/domain/multipart-uploads.js';
 import type { ObjectStore } from '../../src/storage/object-store.js';
 import { TEST_DIALECT, testDatabase, type TestDatabase } from '../helpers/database.js';
+import { capturedQueries, postgresPlan, sqlitePlan } from '../helpers/query-plans.js';
 
 // The multipart sweep's query over every user (src/domain/multipart-sweep.ts) reads the partial
 // index `uploads_multipart_expiry` (migration 010) on both dialects, never a scan of `uploads`:
@@ -56,39 +57,24 @@ afterAll(async () => {
 
 /** The sweep's SELECT as it compiles (with a clock before every expiry: nothing is claimed). */
 async function sweepQuery(): Promise<CompiledQuery> {
-  const queries: CompiledQuery[] = [];
-  const executor = db.getExecutor();
-  const plugin: KyselyPlugin = {
-    transformQuery: ({ node, queryId }) => {
-      queries.push(executor.compileQuery(node, queryId));
-      return node;
-    },
-    transformResult: async ({ result }) => result,
-  };
   const store = {} as ObjectStore; // never called: nothing has expired by then
-  const { aborted } = await abortExpiredUploads(db.withPlugin(plugin), store, { now: new Date(Date.now() - 7 * 86_400_000), limit: 100 });
-  expect(aborted).toEqual([]);
+  const queries = await capturedQueries(db, async (watched) => {
+    const { aborted } = await abortExpiredUploads(watched, store, { now: new Date(Date.now() - 7 * 86_400_000), limit: 100 });
+    expect(aborted).toEqual([]);
+  });
   expect(queries).toHaveLength(1);
   return queries[0]!;
 }
 
 describe('the multipart sweep query', () => {
   it.skipIf(TEST_DIALECT !== 'sqlite')('SQLite: a SEARCH of uploads_multipart_expiry, no scan, no sort', async () => {
-    const { sql: text, parameters } = await sweepQuery();
-    let i = 0;
-    const inlined = text.replace(/\?/g, () => {
-      const p = parameters[i++];
-      return typeof p === 'number' ? String(p) : `'${String(p)}'`;
-    });
-    const plan = (await sql.raw<{ detail: string }>(`explain query plan ${inlined}`).execute(db)).rows.map((r) => r.detail);
+    const plan = await sqlitePlan(db, await sweepQuery());
     expect(plan.join('; ')).toMatch(/SEARCH uploads USING INDEX uploads_multipart_expiry \(state=\? AND expires_at<\?\)/);
     expect(plan.filter((d) => /^SCAN uploads\b|TEMP B-TREE/.test(d)), plan.join('; ')).toEqual([]);
   });
 
   it.skipIf(TEST_DIALECT !== 'postgres')('PostgreSQL: an index scan of uploads_multipart_expiry, no Seq Scan', async () => {
-    const query = await sweepQuery();
-    const { rows } = await db.executeQuery<{ 'QUERY PLAN': string }>({ ...query, sql: `explain ${query.sql}`, query: query.query });
-    const plan = rows.map((r) => r['QUERY PLAN']).join('\n');
+    const plan = await postgresPlan(db, await sweepQuery());
     expect(plan, plan).toMatch(/Index Scan using uploads_multipart_expiry\b/);
     expect(plan, plan).not.toMatch(/Seq Scan on uploads\b/);
   });

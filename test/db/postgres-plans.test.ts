@@ -1,4 +1,4 @@
-import { sql, type CompiledQuery, type KyselyPlugin } from 'kysely';
+import { sql, type CompiledQuery } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/database.js';
 import { hashApiKey } from '../../src/domain/api-keys.js';
@@ -7,6 +7,7 @@ import { readUploadUsage } from '../../src/domain/usage/upload-usage.js';
 import { readUserUsage } from '../../src/domain/usage/user-usage.js';
 import { nextJobQuery } from '../../src/queue/in-process-queue.js';
 import { TEST_DIALECT, testDatabase, type TestDatabase } from '../helpers/database.js';
+import { capturedQueries, postgresPlan } from '../helpers/query-plans.js';
 import { loadConfig } from '../../src/config.js';
 
 /**
@@ -108,25 +109,8 @@ afterAll(async () => {
   await database?.dispose();
 });
 
-/** Runs `work` on a handle of `db` that records every query it compiles. */
-async function captured(work: (db: Db) => Promise<unknown>): Promise<CompiledQuery[]> {
-  const queries: CompiledQuery[] = [];
-  const executor = db.getExecutor();
-  const plugin: KyselyPlugin = {
-    transformQuery: ({ node, queryId }) => {
-      queries.push(executor.compileQuery(node, queryId));
-      return node;
-    },
-    transformResult: async ({ result }) => result,
-  };
-  await work(db.withPlugin(plugin));
-  return queries;
-}
-
-async function planOf(query: CompiledQuery): Promise<string> {
-  const { rows } = await db.executeQuery<{ 'QUERY PLAN': string }>({ ...query, sql: `explain ${query.sql}`, query: query.query });
-  return rows.map((r) => r['QUERY PLAN']).join('\n');
-}
+const captured = (work: (db: Db) => Promise<unknown>) => capturedQueries(db, work);
+const planOf = (query: CompiledQuery) => postgresPlan(db, query);
 
 const TABLES = ['users', 'api_keys', 'uploads', 'generations'];
 function expectIndexesOnly(plan: string, indexes: string[]) {

@@ -1,5 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 
 /**
@@ -50,4 +52,34 @@ export async function sendCallback(job: CallbackTarget, signed: { payload: strin
   });
   await res.arrayBuffer();
   return res.status;
+}
+
+/**
+ * The HTTP side of a loopback model worker: every POST's JSON body is a job, accepted with 202
+ * and handed to `onJob` with the path it came to (the path names the model, so one worker can
+ * behave differently per model). Subclasses decide what a job does.
+ */
+export abstract class LoopbackModelWorker<Job> {
+  private readonly server = http.createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => (body += c));
+    req.on('end', () => {
+      res.writeHead(202).end();
+      this.onJob(JSON.parse(body) as Job, req.url ?? '/');
+    });
+  });
+
+  protected abstract onJob(job: Job, path: string): void;
+
+  /** Listens (once) and returns the worker's base URL. */
+  async start(): Promise<string> {
+    if (!this.server.listening) await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  stop(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
 }

@@ -11,8 +11,35 @@ export interface TestServer extends RunningServer {
   /** Creates a key (and its user) and returns it. */
   createKey(userId: string, scopes?: string[]): Promise<CreatedApiKey>;
   /** POST/GET JSON to the API with a Bearer key, over real HTTP. */
-  api(method: string, pathname: string, options?: { key?: string; body?: unknown }): Promise<{ status: number; body: any; headers: Headers }>;
+  api(method: string, pathname: string, options?: { key?: string; body?: unknown }): Promise<ApiAnswer>;
   stop(): Promise<void>;
+}
+
+export interface ApiAnswer {
+  status: number;
+  /** The JSON body, or the text when it is not JSON. */
+  body: any;
+  headers: Headers;
+}
+
+/** POST/GET JSON to the API at `baseUrl` with a Bearer key, over real HTTP (a TestServer's `api`, or any node's). */
+export async function callApi(baseUrl: string, method: string, pathname: string, options: { key?: string; body?: unknown } = {}): Promise<ApiAnswer> {
+  const headers: Record<string, string> = {};
+  if (options.key) headers.authorization = `Bearer ${options.key}`;
+  if (options.body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(baseUrl + pathname, {
+    method,
+    headers,
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+  });
+  const text = await res.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: res.status, body, headers: res.headers };
 }
 
 /**
@@ -49,24 +76,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     database,
     apiKeys,
     createKey: (userId, scopes) => apiKeys.createKey({ userId, scopes }),
-    async api(method, pathname, options = {}) {
-      const headers: Record<string, string> = {};
-      if (options.key) headers.authorization = `Bearer ${options.key}`;
-      if (options.body !== undefined) headers['content-type'] = 'application/json';
-      const res = await fetch(server.url + pathname, {
-        method,
-        headers,
-        body: options.body === undefined ? undefined : JSON.stringify(options.body),
-      });
-      const text = await res.text();
-      let body: unknown = text;
-      try {
-        body = JSON.parse(text);
-      } catch {
-        // not JSON: keep the text
-      }
-      return { status: res.status, body, headers: res.headers };
-    },
+    api: (method, pathname, options) => callApi(server.url, method, pathname, options),
     async stop() {
       try {
         await server.close();

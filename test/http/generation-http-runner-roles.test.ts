@@ -1,6 +1,4 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +11,8 @@ import { testDatabase, type TestDatabase } from '../helpers/database.js';
 import { probe, waitForGeneration } from '../helpers/generations.js';
 import { readFixture } from '../helpers/media-fixtures.js';
 import { assertRgwReachable, removeBucket, rgwForTests, s3ServerEnv, uniqueBucketName } from '../helpers/rgw.js';
-import { httpModelEntry, sendCallback, signCallback, writeModelsFile } from '../helpers/model-worker.js';
+import { httpModelEntry, LoopbackModelWorker, sendCallback, signCallback, writeModelsFile } from '../helpers/model-worker.js';
+import { callApi } from '../helpers/server.js';
 
 // The http runner split across roles: an `api` node and a separate `worker` node (two composition
 // roots in this process, on RGW and one database, sharing no memory). The worker runs the job; the
@@ -30,30 +29,14 @@ interface WorkerJob {
 }
 
 /** A model worker on loopback: 202, then it downloads the references, uploads the MP4 fixture and calls back. */
-class ModelWorker {
+class ModelWorker extends LoopbackModelWorker<WorkerJob> {
   readonly jobs = new Map<string, WorkerJob>();
   /** Per job: the answer to its callback and the signed callback itself (to replay). */
   readonly callbacks = new Map<string, { status: number; payload: string; signature: string }>();
-  private readonly server = http.createServer((req, res) => {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => (body += c));
-    req.on('end', () => {
-      const job = JSON.parse(body) as WorkerJob;
-      this.jobs.set(job.id, job);
-      res.writeHead(202).end();
-      void this.work(req.url === '/fail' ? 'fail' : 'complete', job);
-    });
-  });
 
-  async start(): Promise<string> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-
-  stop(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((resolve) => this.server.close(() => resolve()));
+  protected onJob(job: WorkerJob, path: string): void {
+    this.jobs.set(job.id, job);
+    void this.work(path === '/fail' ? 'fail' : 'complete', job);
   }
 
   private async work(behaviour: 'complete' | 'fail', job: WorkerJob): Promise<void> {
@@ -76,14 +59,8 @@ describe.skipIf(rgw.skip)('http runner across roles: the callback reaches the ap
   let workerNode: RunningWorker;
   let key: string;
 
-  async function api(method: string, pathname: string, options: { key?: string; body?: unknown } = {}) {
-    const res = await fetch(apiNode.url + pathname, {
-      method,
-      headers: { authorization: `Bearer ${options.key ?? key}`, ...(options.body === undefined ? {} : { 'content-type': 'application/json' }) },
-      body: options.body === undefined ? undefined : JSON.stringify(options.body),
-    });
-    return { status: res.status, body: (await res.json()) as any, headers: res.headers };
-  }
+  const api = (method: string, pathname: string, options: { key?: string; body?: unknown } = {}) =>
+    callApi(apiNode.url, method, pathname, { key, ...options });
 
   /** Uploads the PNG fixture through the api node and creates a generation of `model` on it; its final status body. */
   async function generate(model: string): Promise<{ id: string; final: any }> {

@@ -1,6 +1,4 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +6,7 @@ import { waitForGeneration } from '../helpers/generations.js';
 import { presignAndPut, readFixture } from '../helpers/media-fixtures.js';
 import { removeBucket, rgwForTests, s3ServerEnv, uniqueBucketName } from '../helpers/rgw.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { httpModelEntry, sendCallback, signCallback, writeModelsFile } from '../helpers/model-worker.js';
+import { httpModelEntry, LoopbackModelWorker, sendCallback, signCallback, writeModelsFile } from '../helpers/model-worker.js';
 
 /**
  * What the test's model worker does with a job: `complete` really downloads and uploads;
@@ -33,7 +31,7 @@ interface WorkerJob {
  * the job with 202, then downloads the references, PUTs a video to the
  * presigned URL and calls back with a signed body.
  */
-class ModelWorker {
+class ModelWorker extends LoopbackModelWorker<WorkerJob> {
   readonly jobs: WorkerJob[] = [];
   readonly downloads: Buffer[] = [];
   /** Per job: each reference as downloaded, with the answer's type and disposition. */
@@ -44,30 +42,10 @@ class ModelWorker {
   readonly signedCallbackOf = new Map<string, { payload: string; signature: string }>();
   /** Run by `swap-then-complete` before it downloads anything. */
   beforeDownload: ((job: WorkerJob) => Promise<void>) | null = null;
-  private readonly server = http.createServer((req, res) => this.handle(req, res));
 
-  /** Listens (once) and returns the worker's base URL. */
-  async start(): Promise<string> {
-    if (!this.server.listening) await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-
-  stop(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((resolve) => this.server.close(() => resolve()));
-  }
-
-  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => (body += c));
-    req.on('end', () => {
-      const behaviour = req.url!.slice(1) as Behaviour;
-      const job = JSON.parse(body) as WorkerJob;
-      this.jobs.push(job);
-      res.writeHead(202).end();
-      void this.work(behaviour, job);
-    });
+  protected onJob(job: WorkerJob, path: string): void {
+    this.jobs.push(job);
+    void this.work(path.slice(1) as Behaviour, job);
   }
 
   private async work(behaviour: Behaviour, job: WorkerJob): Promise<void> {

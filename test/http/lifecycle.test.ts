@@ -1,11 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitForGeneration } from '../helpers/generations.js';
-import { httpModelEntry, sendCallback, signCallback, writeModelsFile } from '../helpers/model-worker.js';
+import { httpModelEntry, LoopbackModelWorker, sendCallback, signCallback, writeModelsFile } from '../helpers/model-worker.js';
 import { presignAndPut, readFixture } from '../helpers/media-fixtures.js';
 import { parseExposition } from '../helpers/prometheus-text.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -22,26 +20,11 @@ interface HeldJob {
 }
 
 /** A model worker that accepts every job (202) and settles it only when the test says. */
-class HoldingWorker {
+class HoldingWorker extends LoopbackModelWorker<HeldJob> {
   readonly jobs: HeldJob[] = [];
-  private readonly server = http.createServer((req, res) => {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => (body += c));
-    req.on('end', () => {
-      this.jobs.push(JSON.parse(body) as HeldJob);
-      res.writeHead(202).end();
-    });
-  });
 
-  async start(): Promise<string> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-
-  stop(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((resolve) => this.server.close(() => resolve()));
+  protected onJob(job: HeldJob): void {
+    this.jobs.push(job);
   }
 
   /** Ends the job: a signed `failed` callback, as a model worker sends one. */

@@ -13,7 +13,7 @@ import { waitForGeneration } from '../helpers/generations.js';
 import { readFixture } from '../helpers/media-fixtures.js';
 import { parseExposition, type Exposition } from '../helpers/prometheus-text.js';
 import { assertRgwReachable, removeBucket, rgwForTests, s3ServerEnv, uniqueBucketName } from '../helpers/rgw.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { callApi, startTestServer, type TestServer } from '../helpers/server.js';
 import { startReceiver, until, type Receiver } from '../webhooks/support/deliveries.js';
 
 // GET /metrics on real servers over real HTTP: the token on the API port, the tokenless listener
@@ -226,14 +226,8 @@ describe.skipIf(rgw.skip)('the worker role: its metrics listener serves the gene
   let workerListener: string;
   let key: string;
 
-  async function api(method: string, pathname: string, options: { key?: string; body?: unknown } = {}) {
-    const res = await fetch(apiNode.url + pathname, {
-      method,
-      headers: { authorization: `Bearer ${options.key ?? key}`, ...(options.body === undefined ? {} : { 'content-type': 'application/json' }) },
-      body: options.body === undefined ? undefined : JSON.stringify(options.body),
-    });
-    return { status: res.status, body: (await res.json()) as any, headers: res.headers };
-  }
+  const api = (method: string, pathname: string, options: { key?: string; body?: unknown } = {}) =>
+    callApi(apiNode.url, method, pathname, { key, ...options });
 
   beforeAll(async () => {
     assertRgwReachable(rgw);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MultipartSweep } from '../../src/domain/multipart-sweep.js';
-import { MultipartUploads, uploadKeyFamily } from '../../src/domain/multipart-uploads.js';
+import { MultipartUploads } from '../../src/domain/multipart-uploads.js';
+import { uploadKeyFamily } from '../../src/domain/uploads.js';
 import { PrometheusMetrics } from '../../src/metrics/prometheus.js';
 import { parseExposition } from '../helpers/prometheus-text.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';

@@ -15,6 +15,9 @@ let server: TestServer;
 let port: number;
 let key: string;
 let scopelessKey: string;
+/** A key of the right shape that names no upload. */
+const FAKE_KEY = 'users/alice/user-uploads/batch_aaaaaaaaaaaaaaaaaaaaaa/file_aaaaaaaaaaaaaaaaaaaaaa.png';
+
 /** JSON routes that exist in this build, with the methods they serve; `bearer: false` routes authenticate otherwise. */
 const jsonRoutes: { method: string; path: string; bearer?: false }[] = [{ method: 'POST', path: '/api/s3/presign-upload' }];
 
@@ -31,6 +34,16 @@ beforeAll(async () => {
     { method: 'POST', path: '/api/generations' },
     { method: 'GET', path: '/api/generations/gen_x' },
     { method: 'POST', path: '/api/generations/gen_x/callback', bearer: false },
+    { method: 'GET', path: '/api/models' },
+    // Uppy Companion's S3 routes (multipart uploads, and /s3/params for a single PUT).
+    { method: 'POST', path: '/api/s3/multipart' },
+    { method: 'GET', path: '/api/s3/params?type=image/png' },
+    { method: 'GET', path: '/api/s3/params?type=../../etc/passwd&size=99999999999' },
+    { method: 'GET', path: `/api/s3/multipart/mp_x?key=${FAKE_KEY}` },
+    { method: 'GET', path: `/api/s3/multipart/mp_x/1?key=${FAKE_KEY}` },
+    { method: 'GET', path: `/api/s3/multipart/mp_x/batch?key=${FAKE_KEY}&partNumbers=1,2,3` },
+    { method: 'POST', path: `/api/s3/multipart/mp_x/complete?key=${FAKE_KEY}` },
+    { method: 'DELETE', path: `/api/s3/multipart/mp_x?key=${FAKE_KEY}` },
   ];
   for (const candidate of candidates) {
     if (await routeExists(candidate)) jsonRoutes.push(candidate);
@@ -261,7 +274,7 @@ describe('hostile API input', () => {
       fc.string({ unit: 'binary', maxLength: 8 }).map(encodeURIComponent),
       fc.integer({ min: 100, max: 3000 }).map((n) => 'a'.repeat(n)),
     );
-    const prefix = fc.constantFrom('/', '/api/', '/api/s3/', '/keyframe/', '/keyframe/users/alice/user-uploads/', '/keyframe/users/bob/', '//', '/healthz/');
+    const prefix = fc.constantFrom('/', '/api/', '/api/s3/', '/api/s3/multipart/', '/keyframe/', '/keyframe/users/alice/user-uploads/', '/keyframe/users/bob/', '//', '/healthz/', '/console/');
     const query = fc.oneof(
       fc.constant(''),
       fc.constantFrom('?X-Amz-Signature=00', '?x=1&x=2', '?%zz', '?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=20200101T000000Z&X-Amz-Expires=1&X-Amz-SignedHeaders=host&X-Amz-Credential=keyframe%2F20200101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=' + '0'.repeat(64)),
@@ -280,8 +293,8 @@ describe('hostile API input', () => {
         const context = `${m} ${target.slice(0, 200)}`;
         expect(res.status, `${context}: no answer`).toBeGreaterThan(0);
         if (res.status === 200) {
-          // Only the real routes may succeed: health check, openapi, presign.
-          expect(['/healthz', '/openapi.json', '/api/s3/presign-upload'], context).toContain(target.split('?')[0]);
+          // Only the real routes may succeed: health check, openapi, presign, the console's page.
+          expect(['/healthz', '/openapi.json', '/api/s3/presign-upload', '/console/'], context).toContain(target.split('?')[0]);
           return;
         }
         if (m === 'HEAD') {

@@ -5,7 +5,7 @@ import type { ObjectStore } from '../../storage/object-store.js';
 import { systemClock, type Clock } from '../clock.js';
 import { PeriodicRun } from '../../periodic-run.js';
 import { randomId } from '../ids.js';
-import { uploadKeyFamily } from '../multipart-uploads.js';
+import { uploadKeyFamily } from '../uploads.js';
 import { NO_TELEMETRY, type Telemetry } from '../telemetry.js';
 import { deleteAfter } from './delete-after.js';
 import { takeLease, releaseLease } from './lease.js';

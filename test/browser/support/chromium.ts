@@ -1,4 +1,6 @@
 import { existsSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -45,3 +47,24 @@ export async function launchChromium(): Promise<{ context: BrowserContext; close
 
 /** Where browser tests leave their screenshots (gitignored; CI keeps the folder). */
 export const ARTEFACTS_DIR = path.resolve('test-artefacts');
+
+/** One file a page server answers: its type and bytes. */
+export interface PageFile {
+  type: string;
+  body: string | Buffer;
+}
+
+/**
+ * Serves `files` (by path, `/` for the page itself) from 127.0.0.1, on a port of its own: the
+ * page's origin, which the Keyframe under test allows in its CORS settings. Anything else is 404.
+ */
+export async function startPageServer(files: Record<string, PageFile>): Promise<{ origin: string; close(): Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    const file = files[req.url ?? '/'];
+    if (file) res.writeHead(200, { 'content-type': file.type }).end(file.body);
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { origin: `http://127.0.0.1:${port}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
