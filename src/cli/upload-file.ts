@@ -1,8 +1,10 @@
-import { stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { KeyframeError, type KeyframeClient, type MediaInfo, type UploadState } from '../client/node.js';
+import { isTransientError } from '../client/retry.js';
 import type { Out } from './context.js';
 import { startProgress } from './progress.js';
+import { UploadJournal } from './upload-journal.js';
 
 /** One file's upload, as `keyframe upload --json` prints it. `failed`: no upload was made (no file, refused presign, store error). */
 export interface UploadRow {
@@ -28,23 +30,38 @@ export async function isLocalFile(value: string): Promise<boolean> {
  * Uploads one file with its progress on stderr, and the verification's verdict.
  * A failure of this file is a row (state `failed`, the reason); a refused key
  * (401, 403) is thrown instead, since every other file would fail the same way.
+ * A multipart upload is kept in `journal` until it completes: one cut short (a
+ * kill, a lost network) is resumed by the same command on the same file.
  */
-export async function uploadFile(client: KeyframeClient, file: string, out: Out, contentType?: string): Promise<UploadRow> {
+export async function uploadFile(
+  client: KeyframeClient,
+  file: string,
+  out: Out,
+  options: { contentType?: string | undefined; journal: UploadJournal },
+): Promise<UploadRow> {
+  const { contentType, journal } = options;
   let size: number;
+  let fingerprint: string;
   try {
     const stats = await stat(file);
     if (!stats.isFile()) return failed(file, 'not a regular file');
     size = stats.size;
+    fingerprint = UploadJournal.fingerprint({ baseUrl: client.baseUrl, realPath: await realpath(file), size, mtimeMs: stats.mtimeMs, contentType });
   } catch (err) {
     return failed(file, (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message);
   }
+  const resume = size >= client.multipartThreshold ? journal.get(fingerprint) : undefined;
+  if (resume) out.stderr(`keyframe: ${file}: resuming the multipart upload of ${resume.key}`);
   const progress = startProgress(out, file, size);
   try {
     const uploaded = await client.uploadReference(file, {
       ...(contentType !== undefined ? { contentType } : {}),
       fileName: path.basename(file),
       onProgress: ({ loaded, total }) => progress.update(loaded, total),
+      ...(resume ? { resume } : {}),
+      onMultipartCreated: (created) => journal.set(fingerprint, created),
     });
+    journal.remove(fingerprint);
     progress.done();
     const { status } = uploaded;
     return {
@@ -59,7 +76,10 @@ export async function uploadFile(client: KeyframeClient, file: string, out: Out,
   } catch (err) {
     progress.fail();
     if (err instanceof KeyframeError && (err.status === 401 || err.status === 403)) throw err;
-    return failed(file, err instanceof Error ? err.message : String(err));
+    const reason = err instanceof Error ? err.message : String(err);
+    // A refusal is final (the server aborted the upload); a lost network or a 5xx is not.
+    if (!isTransientError(err)) journal.remove(fingerprint);
+    return failed(file, journal.get(fingerprint) ? `${reason} (run the same command again to resume it)` : reason);
   }
 }
 

@@ -11,7 +11,7 @@ import { Api, query } from './api.js';
 import { detectContentType } from './content-type.js';
 import { delay, isTransientError } from './retry.js';
 import { KeyframeError } from './errors.js';
-import { uploadMultipart } from './multipart.js';
+import { uploadMultipart, type MultipartResume } from './multipart.js';
 import { putWithRetries, type PutTransport } from './put.js';
 import { browserSource, type UploadInput, type UploadSource } from './source.js';
 
@@ -37,6 +37,18 @@ export interface UploadOptions {
   fileName?: string;
   /** Bytes sent so far; for a stream of unknown length `total` is what has been read so far, until the end. */
   onProgress?: (progress: { loaded: number; total: number }) => void;
+  /**
+   * A multipart upload an earlier run of the same file left open (what `onMultipartCreated` was
+   * told): the parts the server lists are not sent again. One the server no longer knows
+   * (completed, aborted, expired) starts a new upload instead.
+   */
+  resume?: MultipartResume;
+  /**
+   * Told when a multipart upload has been created, with what `resume` needs. Given, a multipart
+   * upload that fails (the network, the store) is left open on the server to be resumed until it
+   * expires; without it, or when `signal` aborts, a failed upload is aborted there.
+   */
+  onMultipartCreated?: (resume: MultipartResume) => void;
   signal?: AbortSignal;
 }
 
@@ -63,6 +75,8 @@ const MAX_POLL_MS = 10_000;
 export class KeyframeClient {
   protected readonly api: Api;
   protected readonly transport: PutTransport;
+  /** The server, as given. */
+  readonly baseUrl: string;
   readonly multipartThreshold: number;
   readonly partConcurrency: number;
   readonly retries: number;
@@ -71,6 +85,7 @@ export class KeyframeClient {
     if (!options.baseUrl) throw new TypeError('KeyframeClient: baseUrl is required');
     if (!options.apiKey) throw new TypeError('KeyframeClient: apiKey is required');
     const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
+    this.baseUrl = options.baseUrl;
     this.api = new Api({ baseUrl: options.baseUrl, apiKey: options.apiKey, fetch: fetchImpl });
     this.transport = { fetch: fetchImpl, useXhr: options.fetch === undefined && typeof XMLHttpRequest !== 'undefined' };
     this.multipartThreshold = options.multipartThreshold ?? 100 * MiB;
@@ -123,6 +138,8 @@ export class KeyframeClient {
                 progress.total += bytes;
                 report();
               },
+              resume: options.resume,
+              onCreated: options.onMultipartCreated,
               signal,
             });
       const status = await this.statusOf(key, signal);

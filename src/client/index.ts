@@ -8,6 +8,7 @@
  */
 export { KeyframeClient, type KeyframeClientOptions, type UploadOptions, type UploadedReference, type WaitOptions } from './client.js';
 export { KeyframeError } from './errors.js';
+export type { MultipartResume } from './multipart.js';
 export type { UploadInput } from './source.js';
 export type {
   ErrorBody,

@@ -182,4 +182,27 @@ export class Uploads {
     const owner = parseUploadKey(object.key)?.userId;
     if (owner !== undefined) this.quota?.markStale(owner);
   }
+
+  /**
+   * Records the arrivals a kill cut off: the disk store commits an object, then its route calls
+   * `recordArrival`, and a SIGKILL between the two leaves the object with a `pending` record.
+   * Run at start-up, before the store takes a PUT; answers how many it recorded. Only the disk
+   * store announces arrivals: on S3 every one is found later (by the status call or the cleanup).
+   */
+  async recordArrivalsLeftBehind(): Promise<number> {
+    const pending = await this.db
+      .selectFrom('uploads')
+      .select('s3_key')
+      .where('state', '=', 'pending')
+      .where('multipart_upload_id', 'is', null)
+      .execute();
+    let recorded = 0;
+    for (const { s3_key: key } of pending) {
+      const info = await this.store.head(key);
+      if (info === null || info.sha256 === null) continue;
+      await this.recordArrival({ key, size: info.size, sha256: info.sha256, contentType: info.contentType ?? '' });
+      recorded++;
+    }
+    return recorded;
+  }
 }

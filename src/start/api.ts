@@ -78,9 +78,14 @@ export async function buildApiApp(
       ? new RedisUploadGrants(limitsRedis, (err) => log.warn({ err }, 'upload quota: a grant not settled in Redis counts until its deadline'))
       : undefined,
   });
+  const uploads = new Uploads(db, store, config.uploadUrlTtlSeconds, quota, { telemetry });
+  if (config.storage === 'disk') {
+    const recorded = await uploads.recordArrivalsLeftBehind();
+    if (recorded > 0) log.info({ recorded }, 'recorded uploads whose arrival a stop cut off');
+  }
   return buildApp({
     apiKeys: new ApiKeys(db),
-    uploads: new Uploads(db, store, config.uploadUrlTtlSeconds, quota, { telemetry }),
+    uploads,
     multipart: new MultipartUploads(db, store, config.uploadUrlTtlSeconds, quota, { telemetry }),
     uploadUrlTtlSeconds: config.uploadUrlTtlSeconds,
     limits: config.limits,

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KeyframeClient as BrowserKeyframeClient, KeyframeError } from '../../src/client/index.js';
+import { KeyframeClient as BrowserKeyframeClient, KeyframeError, type MultipartResume } from '../../src/client/index.js';
 import { KeyframeClient } from '../../src/client/node.js';
 import { padMp4, readFixture } from '../helpers/media-fixtures.js';
 import { rgwForTests, startServerOn } from '../helpers/rgw.js';
@@ -125,6 +125,33 @@ describe.each(['disk', 's3'] as const)('KeyframeClient multipart uploads: %s', (
       const { uploadId, key } = log.created[0]!;
       const listed = await server.api('GET', `/api/s3/multipart/${encodeURIComponent(uploadId)}?key=${encodeURIComponent(key)}`, { key: apiKey });
       expect(listed.status).toBe(404);
+    });
+
+    it('with onMultipartCreated, a failed upload is left open; `resume` sends only the parts not listed, and completes', async () => {
+      const first = watchingFetch({ cutFirstPutOfPart: 3 });
+      const told: MultipartResume[] = [];
+      const client = new KeyframeClient({ baseUrl: server.url, apiKey, fetch: first.fetch, multipartThreshold: THRESHOLD, retries: 0, partConcurrency: 1 });
+      const err = await client.uploadReference(videoPath, { onMultipartCreated: (r) => told.push(r) }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ error: 'network_error' });
+      expect(told).toEqual([{ key: first.log.created[0]!.key, uploadId: first.log.created[0]!.uploadId, partSize: 5 * MiB }]);
+
+      const second = watchingFetch();
+      const progress = progressRecorder();
+      const uploaded = await nodeClient(second.fetch).uploadReference(videoPath, { resume: told[0]!, onProgress: progress.onProgress });
+      expect(second.log.created).toEqual([]);
+      expect([...second.log.partPuts.keys()]).toEqual([3]);
+      expect(uploaded).toMatchObject({ s3_key: told[0]!.key, status: { state: 'verified', size: SIZE } });
+      // The listed parts count as sent: the total is reached exactly.
+      expect(progress.seen.at(-1)).toEqual({ loaded: SIZE, total: SIZE });
+    });
+
+    it('`resume` of an upload the server no longer knows starts a new one', async () => {
+      const { fetch, log } = watchingFetch();
+      const gone: MultipartResume = { key: 'users/alice/user-uploads/batch_x/file_gone.mp4', uploadId: 'no-such-upload', partSize: 5 * MiB };
+      const uploaded = await nodeClient(fetch).uploadReference(videoPath, { resume: gone });
+      expect(log.created).toHaveLength(1);
+      expect(uploaded.s3_key).toBe(log.created[0]!.key);
+      expect(uploaded.status).toMatchObject({ state: 'verified', size: SIZE });
     });
 
     it("a stream that fails past the threshold rejects with the stream's error, and the upload is aborted on the server", async () => {

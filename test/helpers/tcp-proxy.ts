@@ -7,12 +7,23 @@ import net from 'node:net';
  */
 export interface TcpProxy {
   port: number;
+  /** Bytes the clients have sent through it so far. */
+  bytesSent(): number;
   cut(): Promise<void>;
   restore(): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function tcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
+export interface TcpProxyOptions {
+  /** Caps what all clients together send upstream (a slow uplink); downloads are not slowed. */
+  bytesPerSecond?: number;
+}
+
+/** `target` is read at each connection, so a test may fill in a port known only once the proxy runs. */
+export async function tcpProxy(target: { host: string; port: number }, options: TcpProxyOptions = {}): Promise<TcpProxy> {
+  let sent = 0;
+  // When the shared uplink is free again (ms since the epoch).
+  let uplinkFreeAt = 0;
   const sockets = new Set<net.Socket>();
   const track = (socket: net.Socket) => {
     sockets.add(socket);
@@ -23,7 +34,23 @@ export async function tcpProxy(target: { host: string; port: number }): Promise<
     const upstream = net.connect(target);
     track(client);
     track(upstream);
-    client.pipe(upstream).pipe(client);
+    upstream.pipe(client);
+    client.on('data', (chunk: Buffer) => {
+      sent += chunk.length;
+      const flowing = upstream.write(chunk);
+      if (!options.bytesPerSecond) {
+        if (!flowing) {
+          client.pause();
+          upstream.once('drain', () => client.resume());
+        }
+        return;
+      }
+      const now = Date.now();
+      uplinkFreeAt = Math.max(now, uplinkFreeAt) + (chunk.length / options.bytesPerSecond) * 1000;
+      client.pause();
+      setTimeout(() => client.resume(), uplinkFreeAt - now);
+    });
+    client.once('end', () => upstream.end());
     client.once('close', () => upstream.destroy());
     upstream.once('close', () => client.destroy());
   });
@@ -45,6 +72,7 @@ export async function tcpProxy(target: { host: string; port: number }): Promise<
   };
   return {
     port,
+    bytesSent: () => sent,
     cut,
     restore: () => listen(port),
     close: cut,

@@ -8,6 +8,7 @@ import { downloadTo } from '../download.js';
 import { collect, positiveInteger, positiveSeconds } from '../option-values.js';
 import { startStatusLine } from '../status-line.js';
 import { isLocalFile, uploadFile } from '../upload-file.js';
+import { UploadJournal } from '../upload-journal.js';
 
 interface GenerateOptions extends ConnectionOptions {
   model: string;
@@ -72,7 +73,7 @@ async function generate(options: GenerateOptions, ctx: CliContext): Promise<numb
   // Checked before anything is uploaded or rendered: a render is not wasted on a directory that is not there.
   if (options.out !== undefined) await assertDirectory(path.dirname(path.resolve(options.out)));
 
-  const request = await buildRequest(options, client, out);
+  const request = await buildRequest(options, client, out, UploadJournal.inStateDir(ctx.env));
   const created = await client.createGeneration(request);
   const ids = created.generations.map((g) => g.generation_id);
   if (!options.wait && options.out === undefined) {
@@ -125,13 +126,13 @@ async function waitFor(client: KeyframeClient, id: string, timeoutSeconds: numbe
 }
 
 /** The request, each reference flag's value resolved to a key (a local file uploaded once, however many flags name it). */
-async function buildRequest(options: GenerateOptions, client: KeyframeClient, out: Out): Promise<CreateGenerationRequest> {
+async function buildRequest(options: GenerateOptions, client: KeyframeClient, out: Out, journal: UploadJournal): Promise<CreateGenerationRequest> {
   const uploaded = new Map<string, string>();
   const key = async (flag: string, value: string): Promise<string> => {
     if (!(await isLocalFile(value))) return value;
     const known = uploaded.get(path.resolve(value));
     if (known) return known;
-    const row = await uploadFile(client, value, out);
+    const row = await uploadFile(client, value, out, { journal });
     if (row.state !== 'verified' || row.s3_key === null) {
       const why = row.state === 'failed' ? `could not be uploaded` : `was ${row.state}`;
       throw new Error(`${flag} ${value} ${why}${row.reason ? `: ${row.reason}` : ''}; no generation was created`);

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { connect, withConnectionOptions, type ConnectionOptions } from '../connection.js';
 import { recordExit, type CliContext, type Out } from '../context.js';
 import { uploadFile, type UploadRow } from '../upload-file.js';
+import { UploadJournal } from '../upload-journal.js';
 
 interface UploadOptions extends ConnectionOptions {
   contentType?: string;
@@ -16,7 +17,7 @@ export function registerUploadCommand(program: Command, ctx: CliContext): void {
       .usage('<file...> [--content-type <type>] [--json]')
       .summary('upload reference files; prints each s3_key and whether it was verified')
       .description(
-        'Uploads each file as a reference (multipart for large files) and prints one line per file: its s3_key, the verification\'s verdict (verified or rejected) and, when rejected, the reason. Progress goes to stderr: a bar on a terminal, else a line per 10 %. Exits 1 if any file failed or was rejected.',
+        'Uploads each file as a reference (multipart for large files) and prints one line per file: its s3_key, the verification\'s verdict (verified or rejected) and, when rejected, the reason. Progress goes to stderr: a bar on a terminal, else a line per 10 %. A multipart upload cut short (Ctrl-C, a kill, a lost network) is resumed when the same command runs again on the same unchanged file: its journal is $XDG_STATE_HOME/keyframe/uploads.json (default ~/.local/state). Exits 1 if any file failed or was rejected.',
       )
       .argument('<file...>')
       .option('--content-type <type>', 'the type to presign with (default: detected from the first bytes)')
@@ -26,9 +27,10 @@ export function registerUploadCommand(program: Command, ctx: CliContext): void {
 
 async function upload(files: string[], options: UploadOptions, ctx: CliContext): Promise<number> {
   const client = connect(options, ctx.env);
+  const journal = UploadJournal.inStateDir(ctx.env);
   const rows: UploadRow[] = [];
   for (const file of files) {
-    const row = await uploadFile(client, file, ctx.out, options.contentType);
+    const row = await uploadFile(client, file, ctx.out, { contentType: options.contentType, journal });
     rows.push(row);
     if (!options.json) printRow(row, ctx.out);
     else if (row.state === 'failed') ctx.out.stderr(`keyframe: ${row.file}: ${row.reason}`);
