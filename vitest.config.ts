@@ -20,6 +20,7 @@ import { defineConfig, type TestProjectInlineConfiguration } from 'vitest/config
 
 /** Tests that never open a database: pure functions, fixtures, config, signing. They run once, in `sqlite`. */
 const WITHOUT_DATABASE = [
+  'test/cli/upload-journal.test.ts',
   'test/config.test.ts',
   'test/domain/media-fixtures.test.ts',
   'test/domain/model-registry.test.ts',

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import type { MultipartResume } from '../client/node.js';
@@ -18,7 +18,8 @@ interface Entry extends MultipartResume {
  * fingerprint of the server, the file's real path, its size and mtime, and the type asked for;
  * an entry holds what resuming needs and no secret. Written whole through a temporary file and
  * a rename (0600), so a kill leaves the old journal or the new one. Two commands finishing at
- * once may lose one's entry: that upload then starts afresh next time, nothing worse.
+ * once may lose one's entry, and a journal that cannot be written keeps none: that upload then
+ * starts afresh next time, nothing worse.
  */
 export class UploadJournal {
   constructor(private readonly file: string) {}
@@ -67,10 +68,19 @@ export class UploadJournal {
     return live;
   }
 
+  /** Best effort: a journal that cannot be written (a read-only home) costs a resume, never the upload. */
   private write(entries: Record<string, Entry>): void {
-    mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
     const temporary = `${this.file}.${process.pid}.tmp`;
-    writeFileSync(temporary, JSON.stringify(entries), { mode: 0o600 });
-    renameSync(temporary, this.file);
+    try {
+      mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
+      writeFileSync(temporary, JSON.stringify(entries), { mode: 0o600 });
+      renameSync(temporary, this.file);
+    } catch {
+      try {
+        rmSync(temporary, { force: true });
+      } catch {
+        // Nothing was made there.
+      }
+    }
   }
 }

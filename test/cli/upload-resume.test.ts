@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, ensureBuilt, ROOT, type KeyframeRun } from '../helpers/build.js';
+import { BIN, ensureBuilt, ROOT, runKeyframe } from '../helpers/build.js';
 import { padMp4, readFixture } from '../helpers/media-fixtures.js';
 import { rgwForTests, startServerOn } from '../helpers/rgw.js';
 import { QUOTAS_LIFTED, type TestServer } from '../helpers/server.js';
@@ -111,7 +111,7 @@ describe.each(['disk', 's3'] as const)('keyframe upload resumes a multipart uplo
       const missingBytes = FILE_SIZE - held.reduce((sum, part) => sum + part.Size, 0);
 
       const sentBefore = proxy.bytesSent();
-      const second = await run([BIN, 'upload', file], cliEnv);
+      const second = await runKeyframe(['upload', file], cliEnv);
       expect(second.code, second.stderr).toBe(0);
       expect(second.stderr).toContain(`resuming the multipart upload of ${entry.key}`);
       expect(second.stdout.trim()).toBe(`${entry.key}\tverified`);
@@ -156,20 +156,4 @@ async function until<T>(probe: () => Promise<T | undefined>, timeoutMs: number, 
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-}
-
-function run(args: string[], env: Record<string, string>): Promise<KeyframeRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
 }
