@@ -50,8 +50,10 @@ export async function uploadFile(
   } catch (err) {
     return failed(file, (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message);
   }
+  // Only a multipart upload can be resumed: a smaller file never touches the journal.
   const resume = size >= client.multipartThreshold ? journal.get(fingerprint) : undefined;
   if (resume) out.stderr(`keyframe: ${file}: resuming the multipart upload of ${resume.key}`);
+  let journaled = resume !== undefined;
   const progress = startProgress(out, file, size);
   try {
     const uploaded = await client.uploadReference(file, {
@@ -59,9 +61,11 @@ export async function uploadFile(
       fileName: path.basename(file),
       onProgress: ({ loaded, total }) => progress.update(loaded, total),
       ...(resume ? { resume } : {}),
-      onMultipartCreated: (created) => journal.set(fingerprint, created),
+      onMultipartCreated: (created) => {
+        journaled = journal.set(fingerprint, created);
+      },
     });
-    journal.remove(fingerprint);
+    if (journaled) journal.remove(fingerprint);
     progress.done();
     const { status } = uploaded;
     return {
@@ -78,8 +82,9 @@ export async function uploadFile(
     if (err instanceof KeyframeError && (err.status === 401 || err.status === 403)) throw err;
     const reason = err instanceof Error ? err.message : String(err);
     // A refusal is final (the server aborted the upload); a lost network or a 5xx is not.
-    if (!isTransientError(err)) journal.remove(fingerprint);
-    return failed(file, journal.get(fingerprint) ? `${reason} (run the same command again to resume it)` : reason);
+    const resumable = journaled && isTransientError(err);
+    if (journaled && !resumable) journal.remove(fingerprint);
+    return failed(file, resumable ? `${reason} (run the same command again to resume it)` : reason);
   }
 }
 

@@ -39,8 +39,9 @@ export class UploadJournal {
     return entry ? { key: entry.key, uploadId: entry.uploadId, partSize: entry.partSize } : undefined;
   }
 
-  set(fingerprint: string, resume: MultipartResume): void {
-    this.write({ ...this.read(), [fingerprint]: { ...resume, saved_at: Date.now() } });
+  /** Whether the entry was written. */
+  set(fingerprint: string, resume: MultipartResume): boolean {
+    return this.write({ ...this.read(), [fingerprint]: { ...resume, saved_at: Date.now() } });
   }
 
   remove(fingerprint: string): void {
@@ -69,18 +70,20 @@ export class UploadJournal {
   }
 
   /** Best effort: a journal that cannot be written (a read-only home) costs a resume, never the upload. */
-  private write(entries: Record<string, Entry>): void {
+  private write(entries: Record<string, Entry>): boolean {
     const temporary = `${this.file}.${process.pid}.tmp`;
     try {
       mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
       writeFileSync(temporary, JSON.stringify(entries), { mode: 0o600 });
       renameSync(temporary, this.file);
+      return true;
     } catch {
       try {
         rmSync(temporary, { force: true });
       } catch {
         // Nothing was made there.
       }
+      return false;
     }
   }
 }
